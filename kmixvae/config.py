@@ -99,8 +99,12 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    diversity_weight: float = _opt(-30.0, doc="weight on H(p_bar); negative rewards using many channels")
-    kl_warmup_epochs: int = _opt(0, lo=0, doc="linear warm-up of the KL weights over this many epochs")
+    diversity_weight: float = _opt(
+        -30.0, doc="weight on H(p_bar); negative rewards using many channels"
+    )
+    kl_warmup_epochs: int = _opt(
+        0, lo=0, doc="linear warm-up of the KL weights over this many epochs"
+    )
 
 
 @dataclass
@@ -266,9 +270,7 @@ def validate(config: Config) -> Config:
         )
     max_ch = cur.max_channels if cur.max_channels is not None else k
     if max_ch > k:
-        raise ConfigError(
-            f"curriculum.max_channels: {max_ch} exceeds model.num_channels ({k})"
-        )
+        raise ConfigError(f"curriculum.max_channels: {max_ch} exceeds model.num_channels ({k})")
     if cur.enabled:
         if cur.start_channels > max_ch:
             raise ConfigError(

@@ -1,0 +1,240 @@
+"""`tf.data` input pipelines for training and evaluation.
+
+Images go in as uint8 `[N, H, W, C]` numpy arrays and come out as float32
+batches in [0, 1]. Training pipelines yield the images only (the model is
+unsupervised, so labels never reach `fit`); evaluation pipelines can yield
+`(x, y)`. `tf.data` feeds Keras 3 `fit`/`evaluate`/`predict` on both the
+TensorFlow and the JAX backend.
+
+Example:
+
+```python
+from kmixvae.config import load_config
+bundle = load_datasets(load_config("configs/film_het.json"))
+model.fit(bundle.train_dataset(), validation_data=bundle.val_dataset(), epochs=3)
+```
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import numpy as np
+import tensorflow as tf
+
+from kmixvae.config import Config, DataConfig
+from kmixvae.data.sources import load_splits
+from kmixvae.errors import DataError
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: Optional[np.ndarray] = None,
+    batch_size: int = 128,
+    *,
+    shuffle: bool = False,
+    seed: Optional[int] = None,
+    shuffle_buffer: int = 10000,
+    drop_remainder: bool = False,
+    with_labels: bool = False,
+) -> tf.data.Dataset:
+    """Builds a batched, normalised, optionally shuffled `tf.data.Dataset`.
+
+    Args:
+        images: uint8 `[N, H, W, C]` pixels 0-255 (float arrays are taken as
+            already in [0, 1] and only cast to float32).
+        labels: int `[N]` labels; needed only when `with_labels=True`.
+        batch_size: examples per batch (the global batch size).
+        shuffle: shuffle the examples, with a new order every epoch.
+        seed: shuffle seed; the same seed gives the same sequence of epoch
+            orders. `None` = not reproducible.
+        shuffle_buffer: shuffle buffer size; 0 or a size of at least `N`
+            shuffles the whole dataset uniformly.
+        drop_remainder: drop the last, smaller batch.
+        with_labels: yield `(x, y)` (for evaluation) instead of `x` only.
+
+    Returns:
+        A prefetched dataset of float32 `[B, H, W, C]` batches in [0, 1]
+        (`x`), or of `(x, y)` with int64 `y` when `with_labels=True`.
+
+    Example:
+
+    ```python
+    ds = make_dataset(images, None, 128, shuffle=True, seed=0)
+    x = next(iter(ds))  # float32 (128, 28, 28, 1)
+    ```
+    """
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise DataError(f"images: expected [N, H, W, C], got shape {images.shape}")
+    if batch_size < 1:
+        raise DataError(f"batch_size: {batch_size} must be at least 1")
+    if with_labels:
+        if labels is None:
+            raise DataError("labels: needed when with_labels=True")
+        labels = np.asarray(labels).astype(np.int64)
+        if labels.shape != (len(images),):
+            raise DataError(f"labels: shape {labels.shape} does not match {len(images)} images")
+        ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(images)
+    n = len(images)
+    if shuffle and n > 1:
+        buffer = n if shuffle_buffer <= 0 else min(shuffle_buffer, n)
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
+
+    def normalise(x):
+        return tf.cast(x, tf.float32) * scale
+
+    if with_labels:
+        ds = ds.map(lambda x, y: (normalise(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(normalise, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+@dataclass
+class DataBundle:
+    """The training and validation data of a run, as numpy arrays.
+
+    Args:
+        train_images: uint8 `[N, H, W, C]`.
+        train_labels: int64 `[N]` (used for evaluation only, never by `fit`).
+        val_images: uint8 `[M, H, W, C]`, or `None` without a validation split.
+        val_labels: int64 `[M]`, or `None`.
+        batch_size: global batch size.
+        shuffle_buffer: shuffle buffer of the training pipeline (0 = all).
+        seed: shuffle seed of the training pipeline.
+
+    Example:
+
+    ```python
+    bundle.image_shape, bundle.num_train  # (28, 28, 1), 8000
+    model.fit(bundle.train_dataset(), validation_data=bundle.val_dataset())
+    ```
+    """
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: Optional[np.ndarray] = None
+    val_labels: Optional[np.ndarray] = None
+    batch_size: int = 128
+    shuffle_buffer: int = 10000
+    seed: Optional[int] = 0
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """`(H, W, C)` of one image."""
+        return tuple(int(d) for d in self.train_images.shape[1:])
+
+    @property
+    def num_train(self) -> int:
+        """Number of training examples."""
+        return int(len(self.train_images))
+
+    @property
+    def num_val(self) -> int:
+        """Number of validation examples (0 without a validation split)."""
+        return 0 if self.val_images is None else int(len(self.val_images))
+
+    def steps_per_epoch(self, drop_remainder: bool = False) -> int:
+        """Training batches per pass over the data."""
+        if drop_remainder:
+            return self.num_train // self.batch_size
+        return math.ceil(self.num_train / self.batch_size)
+
+    def train_dataset(
+        self,
+        *,
+        seed: Optional[int] = None,
+        drop_remainder: bool = False,
+        with_labels: bool = False,
+    ) -> tf.data.Dataset:
+        """Shuffled training batches of images in [0, 1] (see `make_dataset`).
+
+        Args:
+            seed: shuffle seed; `None` = the bundle's `seed`.
+            drop_remainder: drop the last, smaller batch.
+            with_labels: yield `(x, y)` instead of `x`.
+
+        Returns:
+            The training `tf.data.Dataset`, reshuffled every epoch.
+        """
+        return make_dataset(
+            self.train_images,
+            self.train_labels,
+            self.batch_size,
+            shuffle=True,
+            seed=self.seed if seed is None else seed,
+            shuffle_buffer=self.shuffle_buffer,
+            drop_remainder=drop_remainder,
+            with_labels=with_labels,
+        )
+
+    def val_dataset(self, *, with_labels: bool = False) -> Optional[tf.data.Dataset]:
+        """Validation batches in a fixed order, or `None` without a validation split.
+
+        Args:
+            with_labels: yield `(x, y)` instead of `x`.
+
+        Returns:
+            The validation `tf.data.Dataset`, or `None`.
+        """
+        if self.val_images is None:
+            return None
+        return make_dataset(
+            self.val_images,
+            self.val_labels,
+            self.batch_size,
+            shuffle=False,
+            with_labels=with_labels,
+        )
+
+
+def load_datasets(config: Union[Config, DataConfig], seed: Optional[int] = None) -> DataBundle:
+    """Loads the configured training and validation splits.
+
+    Args:
+        config: the full `Config` (its `data` section and `seed` are used)
+            or just a `DataConfig`. An empty `data.val_split` means no
+            validation data.
+        seed: shuffle seed; `None` = `config.seed` (0 for a `DataConfig`).
+
+    Returns:
+        A `DataBundle` holding the arrays and making the pipelines.
+
+    Raises:
+        DataError: any problem with the data source, files or splits.
+
+    Example:
+
+    ```python
+    cfg = DataConfig(source="idx", dir="../shared/data/mnist-10k",
+                     train_split="test[:80%]", val_split="test[80%:]")
+    bundle = load_datasets(cfg)  # 8000 train, 2000 val
+    ```
+    """
+    data = config.data if isinstance(config, Config) else config
+    if seed is None:
+        seed = config.seed if isinstance(config, Config) else 0
+    specs = [data.train_split] + ([data.val_split] if data.val_split else [])
+    loaded = load_splits(data, specs)
+    (train_x, train_y), val = loaded[0], (loaded[1] if len(loaded) > 1 else (None, None))
+    if val[0] is not None and val[0].shape[1:] != train_x.shape[1:]:
+        raise DataError(
+            f"data.val_split {data.val_split!r}: image shape {val[0].shape[1:]} differs from "
+            f"data.train_split {data.train_split!r} ({train_x.shape[1:]})"
+        )
+    return DataBundle(
+        train_images=train_x,
+        train_labels=train_y,
+        val_images=val[0],
+        val_labels=val[1],
+        batch_size=data.batch_size,
+        shuffle_buffer=data.shuffle_buffer,
+        seed=seed,
+    )

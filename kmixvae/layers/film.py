@@ -1,0 +1,55 @@
+"""Feature-wise linear modulation of decoder features by a channel embedding."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="kmixvae")
+class FiLM(keras.layers.Layer):
+    """FiLM: `h -> (1 + delta(e)) * h + beta(e)`, per feature channel.
+
+    `delta` and `beta` are one dense projection of the conditioning vector
+    `e`, initialised at zero, so a new FiLM layer is exactly the identity.
+
+    Args:
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Call arguments:
+        features: `(N, ..., C)` tensor to modulate.
+        embedding: `(N, E)` conditioning vectors.
+
+    Example:
+
+    ```python
+    film = FiLM()
+    y = film(h, e)  # h: (N, 14, 14, 32), e: (N, 32) -> (N, 14, 14, 32)
+    ```
+
+    Reference:
+        Perez et al. 2018, "FiLM: Visual Reasoning with a General
+        Conditioning Layer".
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
+    def build(self, features_shape, embedding_shape):
+        units = int(features_shape[-1])
+        self.projection = keras.layers.Dense(
+            2 * units, kernel_initializer="zeros", bias_initializer="zeros", name="projection"
+        )
+        self.projection.build(embedding_shape)
+        self.built = True
+
+    def call(self, features, embedding):
+        params = self.projection(embedding)
+        delta, beta = ops.split(params, 2, axis=-1)
+        shape = [ops.shape(features)[0]] + [1] * (len(features.shape) - 2) + [features.shape[-1]]
+        delta = ops.reshape(delta, shape)
+        beta = ops.reshape(beta, shape)
+        return features * (1.0 + delta) + beta
+
+    def compute_output_shape(self, features_shape, embedding_shape):
+        return features_shape

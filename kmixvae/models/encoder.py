@@ -1,0 +1,106 @@
+"""The encoder q(c|x) q(z|x,c): a convolutional trunk and two heads."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="kmixvae")
+class Encoder(keras.layers.Layer):
+    """Conv trunk, then channel logits a(x) and Gaussian latent posteriors.
+
+    In the `decentralized` layout each channel c has its own mu_c(x) and
+    sigma_c(x); in the `shared` layout one (mu, sigma) serves every channel
+    (returned with a channel axis of size 1, which broadcasts).
+
+    Args:
+        num_channels: int. K.
+        latent_dim: int. d.
+        layout: `"decentralized"` or `"shared"`.
+        filters: list of int. Filters of the stride-2 conv layers.
+        dense_units: int. Width of the dense layer after the trunk.
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Call arguments:
+        x: `(B, H, W, C)` images in [0, 1].
+        training: bool.
+
+    Returns:
+        `(logits, mu, log_var)` with shapes `(B, K)`, `(B, K or 1, d)`, `(B, K or 1, d)`.
+
+    Example:
+
+    ```python
+    enc = Encoder(num_channels=10, latent_dim=2)
+    logits, mu, log_var = enc(x)   # (B, 10), (B, 10, 2), (B, 10, 2)
+    ```
+    """
+
+    def __init__(
+        self,
+        num_channels,
+        latent_dim,
+        layout="decentralized",
+        filters=(32, 64),
+        dense_units=256,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if layout not in ("decentralized", "shared"):
+            raise ValueError(f"Encoder layout: {layout!r} is not one of decentralized, shared")
+        self.num_channels = int(num_channels)
+        self.latent_dim = int(latent_dim)
+        self.layout = layout
+        self.filters = [int(f) for f in filters]
+        self.dense_units = int(dense_units)
+        self.convs = [
+            keras.layers.Conv2D(
+                f, 3, strides=2, padding="same", activation="relu", name=f"conv_{i}"
+            )
+            for i, f in enumerate(self.filters)
+        ]
+        self.flatten = keras.layers.Flatten()
+        self.dense = keras.layers.Dense(self.dense_units, activation="relu", name="dense")
+        self.channel_logits = keras.layers.Dense(self.num_channels, name="channel_logits")
+        heads = self.num_channels if layout == "decentralized" else 1
+        self._heads = heads
+        self.mu_head = keras.layers.Dense(heads * self.latent_dim, name="mu")
+        self.log_var_head = keras.layers.Dense(
+            heads * self.latent_dim, kernel_initializer="zeros", name="log_var"
+        )
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for conv in self.convs:
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+        shape = self.flatten.compute_output_shape(shape)
+        self.dense.build(shape)
+        shape = (shape[0], self.dense_units)
+        for head in (self.channel_logits, self.mu_head, self.log_var_head):
+            head.build(shape)
+        self.built = True
+
+    def call(self, x, training=False):
+        h = x
+        for conv in self.convs:
+            h = conv(h)
+        h = self.dense(self.flatten(h))
+        logits = self.channel_logits(h)
+        mu = ops.reshape(self.mu_head(h), (-1, self._heads, self.latent_dim))
+        log_var = ops.reshape(self.log_var_head(h), (-1, self._heads, self.latent_dim))
+        return logits, mu, log_var
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_channels": self.num_channels,
+                "latent_dim": self.latent_dim,
+                "layout": self.layout,
+                "filters": self.filters,
+                "dense_units": self.dense_units,
+            }
+        )
+        return config

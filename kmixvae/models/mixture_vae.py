@@ -1,0 +1,414 @@
+"""MixtureVAE: the mixture-of-VAEs with decentralized latents, its loss and its inference API."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from kmixvae.layers.film import FiLM
+from kmixvae.layers.mixture_prior import MixturePrior
+from kmixvae.models.decoder import Decoder
+from kmixvae.models.encoder import Encoder
+
+
+def _scale_for_replicas(value):
+    """Divides a per-replica loss by the replica count under `tf.distribute`."""
+    from keras.src.losses.loss import scale_loss_for_distribution
+
+    return scale_loss_for_distribution(value)
+
+
+def _mean_over_replicas(value):
+    """Averages a batch statistic over replicas (TF strategies); identity elsewhere."""
+    from kmixvae.training.distribution import mean_across_replicas
+
+    return mean_across_replicas(value)
+
+
+@keras.saving.register_keras_serializable(package="kmixvae")
+class MixtureVAE(keras.Model):
+    """A VAE whose prior is a mixture of K channels, each with its own latent space.
+
+    The loss is the exact negative ELBO of the mixture, summed over the
+    active channels, with every active channel decoded in one batched decoder
+    call (B * k images for k active channels):
+
+        L(x) = sum_c q(c|x) [ -log p(x|z_c, c) + w_kl KL(q(z|x,c) || p(z|c)) ]
+               + w_kl KL(q(c|x) || p(c))
+
+    Batch objective: `mean_x L(x) + diversity_weight * H(p_bar)`, with p_bar
+    the batch mean of q(c|x), plus `confidence_weight * mean_x H(q(c|x))`
+    (zero by default). `w_kl` is 1 unless a KL warm-up callback lowers it.
+
+    A non-trainable `channel_mask` (saved with the model) marks the active
+    channels; locked channels have q(c|x) exactly 0, are not decoded and get
+    no gradient. Change it with `set_active_channels`, only where Keras
+    re-reads the model state (between epochs, see `ChannelCurriculum`).
+
+    Args:
+        encoder: an `Encoder`.
+        decoder: a `Decoder`.
+        prior: a `MixturePrior`.
+        diversity_weight: float. Weight on the batch usage entropy H(p_bar).
+        confidence_weight: float. Weight on the mean per-image entropy H(q(c|x)).
+        active_channels: list of int or None. Channels active at creation
+            (None: all).
+        seed: int. Seed of the reparameterisation noise.
+        **kwargs: standard `keras.Model` arguments.
+
+    Example:
+
+    ```python
+    model = build_model(load_config("configs/smoke.json"), image_shape=(28, 28, 1))
+    model.compile(optimizer="adam")
+    model.fit(train_ds, validation_data=val_ds, epochs=2)
+    out = model.encode(x)                 # q, mu, var, channel
+    x_hat = model.reconstruct(x)
+    ```
+    """
+
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        prior,
+        diversity_weight=0.0,
+        confidence_weight=0.0,
+        active_channels=None,
+        seed=0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior = prior
+        self.num_channels = prior.num_channels
+        self.latent_dim = prior.latent_dim
+        self.diversity_weight = float(diversity_weight)
+        self.confidence_weight = float(confidence_weight)
+        self.seed = int(seed)
+        if active_channels is None:
+            active_channels = list(range(self.num_channels))
+        self._active = self._check_channels(active_channels)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        mask = np.zeros((self.num_channels,), "float32")
+        mask[list(self._active)] = 1.0
+        self.channel_mask = self.add_weight(
+            shape=(self.num_channels,),
+            initializer=keras.initializers.Constant(mask),
+            trainable=False,
+            name="channel_mask",
+            dtype="float32",
+        )
+        self.kl_weight = self.add_weight(
+            shape=(), initializer="ones", trainable=False, name="kl_weight", dtype="float32"
+        )
+        self.trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in (
+                "nelbo",
+                "recon",
+                "kl_z",
+                "kl_c",
+                "usage_entropy",
+                "confidence_entropy",
+                "active_channels",
+            )
+        }
+        self.usage_trackers = [
+            keras.metrics.Mean(name=f"usage_{c}") for c in range(self.num_channels)
+        ]
+
+    # ------------------------------------------------------------------ state
+
+    def _check_channels(self, channels):
+        chans = tuple(sorted({int(c) for c in channels}))
+        if not chans:
+            raise ValueError("at least one channel must be active")
+        bad = [c for c in chans if not 0 <= c < self.num_channels]
+        if bad:
+            raise ValueError(f"channel {bad[0]} is out of range 0..{self.num_channels - 1}")
+        return chans
+
+    @property
+    def active_channels(self) -> tuple[int, ...]:
+        """Indices of the active (unlocked) channels."""
+        return self._active
+
+    def set_active_channels(self, channels) -> None:
+        """Sets the active channels: the mask weight and the compiled step.
+
+        On JAX, Keras holds the training state outside the variables during
+        an epoch; call this between epochs (e.g. `on_epoch_begin`) through
+        the model that `fit` trains, so the new mask reaches the train step.
+        """
+        self._active = self._check_channels(channels)
+        mask = np.zeros((self.num_channels,), "float32")
+        mask[list(self._active)] = 1.0
+        self.channel_mask.assign(mask)
+        # The number of decodes per image is static in the compiled step: retrace.
+        if getattr(self, "train_function", None) is not None:
+            self.make_train_function(force=True)
+        self.test_function = None
+        self.predict_function = None
+
+    def _sync_active_from_mask(self):
+        mask = np.asarray(keras.ops.convert_to_numpy(self.channel_mask.value))
+        self._active = self._check_channels(np.nonzero(mask > 0.5)[0].tolist())
+
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        self._sync_active_from_mask()
+
+    # ------------------------------------------------------------------ build
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        for layer, args in (
+            (self.encoder, (input_shape,)),
+            (self.prior, ()),
+            (self.decoder, ((None, self.latent_dim), (None,))),
+        ):
+            if not layer.built:
+                layer.build(*args)
+        self.built = True
+
+    # ------------------------------------------------------------------ forward
+
+    def _posteriors(self, x, training=False):
+        logits, mu, log_var = self.encoder(x, training=training)
+        logits = ops.cast(logits, "float32")
+        mask = ops.cast(self.channel_mask, "bool")
+        masked = ops.where(mask[None, :], logits, ops.full_like(logits, -1e9))
+        q = ops.softmax(masked, axis=-1) * ops.cast(mask, "float32")[None, :]
+        return q, ops.cast(mu, "float32"), ops.cast(log_var, "float32")
+
+    def _select(self, t, channels):
+        """Picks the given channels of a `(B, K or 1, d)` posterior tensor."""
+        if t.shape[1] == 1:
+            return ops.repeat(t, len(channels), axis=1)
+        return ops.take(t, ops.convert_to_tensor(list(channels), dtype="int32"), axis=1)
+
+    def call(self, x, training=False):
+        """Runs the stochastic forward pass; returns the per-image loss terms."""
+        x = ops.cast(x, "float32")
+        active = self._active
+        k = len(active)
+        q, mu, log_var = self._posteriors(x, training=training)
+        mu_a, log_var_a = self._select(mu, active), self._select(log_var, active)
+        eps = keras.random.normal(ops.shape(mu_a), seed=self.seed_generator)
+        z = mu_a + ops.exp(0.5 * log_var_a) * eps
+        batch = ops.shape(x)[0]
+        channels = ops.tile(ops.convert_to_tensor(list(active), dtype="int32"), (batch,))
+        params = self.decoder(ops.reshape(z, (-1, self.latent_dim)), channels)
+        nll = self.decoder.head.nll(ops.repeat(x, k, axis=0), params)
+        return {
+            "q": q,
+            "q_active": ops.take(q, ops.convert_to_tensor(list(active), dtype="int32"), axis=1),
+            "nll": ops.reshape(nll, (-1, k)),
+            "kl_z": self.prior.kl_z(mu_a, log_var_a, channels=active),
+            "kl_c": self.prior.kl_c(q, self.channel_mask),
+        }
+
+    def loss_terms(self, terms):
+        """Reduces the per-image terms of `call` to the batch loss and its parts."""
+        q_a = terms["q_active"]
+        w = ops.cast(self.kl_weight, "float32")
+        recon = ops.sum(q_a * terms["nll"], axis=-1)
+        kl_z = ops.sum(q_a * terms["kl_z"], axis=-1)
+        kl_c = terms["kl_c"]
+        nelbo = recon + kl_z + kl_c
+        p_bar = _mean_over_replicas(ops.mean(terms["q"], axis=0))
+        usage_entropy = -ops.sum(p_bar * ops.log(ops.maximum(p_bar, 1e-12)))
+        per_image_entropy = -ops.sum(q_a * ops.log(ops.maximum(q_a, 1e-12)), axis=-1)
+        loss = (
+            ops.mean(recon + w * (kl_z + kl_c))
+            + self.diversity_weight * usage_entropy
+            + self.confidence_weight * ops.mean(per_image_entropy)
+        )
+        return {
+            "loss": loss,
+            "nelbo": ops.mean(nelbo),
+            "recon": ops.mean(recon),
+            "kl_z": ops.mean(kl_z),
+            "kl_c": ops.mean(kl_c),
+            "usage_entropy": usage_entropy,
+            "confidence_entropy": ops.mean(per_image_entropy),
+            "usage": ops.mean(terms["q"], axis=0),
+        }
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        parts = self.loss_terms(y_pred)
+        for name, tracker in self.trackers.items():
+            if name == "active_channels":
+                tracker.update_state(ops.sum(self.channel_mask))
+            else:
+                tracker.update_state(parts[name])
+        usage = parts["usage"]
+        for c, tracker in enumerate(self.usage_trackers):
+            tracker.update_state(usage[c])
+        return _scale_for_replicas(parts["loss"])
+
+    @property
+    def metrics(self):
+        return super().metrics
+
+    # ------------------------------------------------------------------ inference
+
+    def _batches(self, x, batch_size):
+        x = np.asarray(x, dtype="float32")
+        for start in range(0, len(x), batch_size):
+            yield x[start : start + batch_size]
+
+    def encode(self, x, batch_size: int = 512) -> dict:
+        """Posterior of the channel and of the latents, streamed in batches.
+
+        Returns:
+            dict of numpy arrays: `q` `(N, K)` = q(c|x) (0 on locked channels),
+            `mu` and `var` `(N, K, d)` per-channel posterior means and
+            variances, `channel` `(N,)` = argmax q(c|x).
+        """
+        out = {"q": [], "mu": [], "var": []}
+        for xb in self._batches(x, batch_size):
+            q, mu, log_var = self._posteriors(ops.convert_to_tensor(xb), training=False)
+            k = self.num_channels
+            mu = ops.broadcast_to(mu, (ops.shape(mu)[0], k, self.latent_dim))
+            log_var = ops.broadcast_to(log_var, (ops.shape(log_var)[0], k, self.latent_dim))
+            out["q"].append(ops.convert_to_numpy(q))
+            out["mu"].append(ops.convert_to_numpy(mu))
+            out["var"].append(ops.convert_to_numpy(ops.exp(log_var)))
+        result = {key: np.concatenate(v) for key, v in out.items()}
+        result["channel"] = result["q"].argmax(axis=1).astype("int64")
+        return result
+
+    def decode(self, z, channels, batch_size: int = 512) -> dict:
+        """Decodes latents `(N, d)` with channels `(N,)` (or one int).
+
+        Returns:
+            dict with `mean` `(N, H, W, C)` and, for heads with one, `sigma`.
+        """
+        z = np.asarray(z, "float32")
+        channels = np.broadcast_to(np.asarray(channels, "int32"), (len(z),))
+        bad = channels[(channels < 0) | (channels >= self.num_channels)]
+        if bad.size:
+            raise ValueError(f"channel {int(bad[0])} is out of range 0..{self.num_channels - 1}")
+        means, sigmas = [], []
+        for start in range(0, len(z), batch_size):
+            params = self.decoder(
+                ops.convert_to_tensor(z[start : start + batch_size]),
+                ops.convert_to_tensor(channels[start : start + batch_size]),
+            )
+            means.append(ops.convert_to_numpy(self.decoder.head.mean(params)))
+            sigma = self.decoder.head.sigma(params)
+            if sigma is not None:
+                sigmas.append(ops.convert_to_numpy(sigma))
+        out = {"mean": np.concatenate(means)}
+        if sigmas:
+            out["sigma"] = np.concatenate(sigmas)
+        return out
+
+    def reconstruct(self, x, batch_size: int = 512) -> dict:
+        """Reconstructs images with their chosen channel and its posterior mean."""
+        means, sigmas, chans = [], [], []
+        for xb in self._batches(x, batch_size):
+            enc = self.encode(xb, batch_size=batch_size)
+            idx = np.arange(len(xb))
+            z = enc["mu"][idx, enc["channel"]]
+            dec = self.decode(z, enc["channel"], batch_size=batch_size)
+            means.append(dec["mean"])
+            if "sigma" in dec:
+                sigmas.append(dec["sigma"])
+            chans.append(enc["channel"])
+        out = {"mean": np.concatenate(means), "channel": np.concatenate(chans)}
+        if sigmas:
+            out["sigma"] = np.concatenate(sigmas)
+        return out
+
+    def sample(self, n: int, channel: int | None = None, seed: int | None = None) -> dict:
+        """Draws `n` images from the prior (of one channel, or of the mixture).
+
+        Returns:
+            dict with `mean` `(n, H, W, C)`, `channel` `(n,)` and, for heads with one, `sigma`.
+        """
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        active = np.asarray(self._active)
+        if channel is None:
+            log_pi = ops.convert_to_numpy(self.prior.log_pi(self.channel_mask))
+            p = np.exp(log_pi[active])
+            channels = rng.choice(active, size=n, p=p / p.sum())
+        else:
+            if not 0 <= int(channel) < self.num_channels:
+                raise ValueError(f"channel {channel} is out of range 0..{self.num_channels - 1}")
+            channels = np.full((n,), int(channel))
+        means = ops.convert_to_numpy(self.prior.prior_means)[channels]
+        scales = np.exp(ops.convert_to_numpy(self.prior.prior_log_scales))[channels]
+        z = means + scales * rng.standard_normal((n, self.latent_dim))
+        out = self.decode(z, channels)
+        out["channel"] = channels.astype("int64")
+        return out
+
+    # ------------------------------------------------------------------ reporting
+
+    def describe(self) -> dict:
+        """What was actually built, read off the layers (not off the config)."""
+        dec = self.decoder
+        films = [layer for layer in dec._flatten_layers() if isinstance(layer, FiLM)]
+        head = dec.head
+        info = {
+            "num_channels": self.num_channels,
+            "active_channels": list(self._active),
+            "latent_dim": self.latent_dim,
+            "latent_layout": self.encoder.layout,
+            "decoder_conditioning": dec.conditioning,
+            "film_layers": len(films),
+            "embedding_dim": dec.embedding_dim if dec.embedding is not None else 0,
+            "decoder_filters": dec.filters,
+            "encoder_filters": self.encoder.filters,
+            "head": type(head).__name__,
+            "likelihood": head.likelihood,
+            "prior": {"pi": self.prior.pi, "means": self.prior.means, "scales": self.prior.scales},
+            "diversity_weight": self.diversity_weight,
+            "confidence_weight": self.confidence_weight,
+        }
+        if hasattr(head, "sigma_min"):
+            info["sigma_bounds"] = [head.sigma_min, head.sigma_max]
+            info["nll_beta"] = head.nll_beta
+        if hasattr(head, "fixed_sigma"):
+            info["fixed_sigma"] = head.fixed_sigma
+        if self.built:
+            info["parameters"] = int(sum(math.prod(v.shape) for v in self.trainable_weights))
+        return info
+
+    def describe_text(self) -> str:
+        """`describe()` as one readable line per item."""
+        return "\n".join(f"  {key}: {value}" for key, value in self.describe().items())
+
+    # ------------------------------------------------------------------ config
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "encoder": keras.layers.serialize(self.encoder),
+                "decoder": keras.layers.serialize(self.decoder),
+                "prior": keras.layers.serialize(self.prior),
+                "diversity_weight": self.diversity_weight,
+                "confidence_weight": self.confidence_weight,
+                "active_channels": list(self._active),
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "decoder", "prior"):
+            config[key] = keras.layers.deserialize(config[key])
+        return cls(**config)
+
+
+__all__ = ["MixtureVAE", "Encoder", "Decoder", "MixturePrior"]

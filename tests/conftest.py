@@ -1,0 +1,20 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The real MNIST test split (IDX files), shared by the projects on this machine.
+MNIST10K_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist-10k"
+
+
+@pytest.fixture
+def mnist10k_dir() -> Path:
+    """Folder of the real MNIST test split (t10k-*-ubyte.gz); skips when absent."""
+    needed = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    if not all((MNIST10K_DIR / name).is_file() for name in needed):
+        pytest.skip(f"real MNIST not found at {MNIST10K_DIR} (needs {', '.join(needed)})")
+    return MNIST10K_DIR
