@@ -82,6 +82,7 @@ class DecoderConfig:
     embedding_dim: int = _opt(32, lo=1)
     filters: list[int] = _opt([64, 32], lo=1)
     head: str = _opt("heteroscedastic", choices=("heteroscedastic", "bernoulli", "gaussian"))
+    head_upscale: int = _opt(2, choices=(1, 2), doc="pixel-shuffle factor of the output head")
     sigma_min: float = _opt(0.05, lo=1e-6)
     sigma_max: float = _opt(0.5, lo=1e-6)
     fixed_sigma: float = _opt(0.1, lo=1e-6, doc="sigma of the `gaussian` head")
@@ -211,7 +212,7 @@ def _check_scalar(path: str, value: Any, tp, meta: dict) -> Any:
             raise ConfigError(f"{path}: {value!r} is not a string")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        raise ConfigError(f"{path}: {value!r} is not one of {', '.join(choices)}")
+        raise ConfigError(f"{path}: {value!r} is not one of {', '.join(str(c) for c in choices)}")
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and value < lo:
         raise ConfigError(f"{path}: {value!r} is below the minimum {lo}")
@@ -395,7 +396,7 @@ def describe_fields(cls=Config, prefix: str = "") -> list[tuple[str, Any, str]]:
         meta = f.metadata
         allowed = []
         if meta.get("choices"):
-            allowed.append(" | ".join(meta["choices"]))
+            allowed.append(" | ".join(str(c) for c in meta["choices"]))
         if meta.get("min") is not None:
             allowed.append(f">= {meta['min']}")
         if meta.get("max") is not None:

@@ -16,18 +16,32 @@ from keras import ops
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
+def depth_to_space(x, block):
+    """Pixel shuffle: `(N, h, w, b*b*P)` -> `(N, h*b, w*b, P)`.
+
+    Lets the last convolution run at 1/b of the output resolution, where
+    convolutions with few output filters are far cheaper on CPU.
+    """
+    n, h, w, c = ops.shape(x)
+    p = c // (block * block)
+    x = ops.reshape(x, (n, h, w, block, block, p))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (n, h * block, w * block, p))
+
+
 class _OutputHead(keras.layers.Layer):
     """Shared parts of the heads: the projection convolution and the config."""
 
     params_per_channel = 1
     likelihood = ""
 
-    def __init__(self, image_channels=1, kernel_size=3, **kwargs):
+    def __init__(self, image_channels=1, kernel_size=3, upscale=1, **kwargs):
         super().__init__(**kwargs)
         self.image_channels = int(image_channels)
         self.kernel_size = int(kernel_size)
+        self.upscale = int(upscale)
         self.projection = keras.layers.Conv2D(
-            self.params_per_channel * self.image_channels,
+            self.params_per_channel * self.image_channels * self.upscale**2,
             self.kernel_size,
             padding="same",
             name="projection",
@@ -38,10 +52,20 @@ class _OutputHead(keras.layers.Layer):
         self.built = True
 
     def call(self, features):
-        return self.projection(features)
+        params = self.projection(features)
+        if self.upscale == 1:
+            return params
+        return depth_to_space(params, self.upscale)
 
     def compute_output_shape(self, features_shape):
-        return tuple(features_shape[:-1]) + (self.params_per_channel * self.image_channels,)
+        n, h, w = features_shape[:3]
+        s = self.upscale
+        return (
+            n,
+            h * s if h else None,
+            w * s if w else None,
+            self.params_per_channel * self.image_channels,
+        )
 
     def sigma(self, params):
         """Per-pixel sigma, or None for heads without one."""
@@ -49,7 +73,13 @@ class _OutputHead(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"image_channels": self.image_channels, "kernel_size": self.kernel_size})
+        config.update(
+            {
+                "image_channels": self.image_channels,
+                "kernel_size": self.kernel_size,
+                "upscale": self.upscale,
+            }
+        )
         return config
 
 
@@ -67,6 +97,8 @@ class HeteroscedasticGaussian(_OutputHead):
         sigma_max: float. Upper bound of sigma.
         nll_beta: float in [0, 1]. beta-NLL exponent; 0 is the plain NLL.
         kernel_size: int. Kernel of the projection convolution.
+        upscale: int. Pixel-shuffle factor from the features to the image
+            (1: same resolution).
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -132,6 +164,8 @@ class Bernoulli(_OutputHead):
     Args:
         image_channels: int. C of the images.
         kernel_size: int. Kernel of the projection convolution.
+        upscale: int. Pixel-shuffle factor from the features to the image
+            (1: same resolution).
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -166,6 +200,8 @@ class Gaussian(_OutputHead):
         image_channels: int. C of the images.
         sigma: float. The fixed standard deviation.
         kernel_size: int. Kernel of the projection convolution.
+        upscale: int. Pixel-shuffle factor from the features to the image
+            (1: same resolution).
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -181,8 +217,10 @@ class Gaussian(_OutputHead):
 
     likelihood = "continuous Gaussian density, fixed sigma (nats; can be negative)"
 
-    def __init__(self, image_channels=1, sigma=0.1, kernel_size=3, **kwargs):
-        super().__init__(image_channels=image_channels, kernel_size=kernel_size, **kwargs)
+    def __init__(self, image_channels=1, sigma=0.1, kernel_size=3, upscale=1, **kwargs):
+        super().__init__(
+            image_channels=image_channels, kernel_size=kernel_size, upscale=upscale, **kwargs
+        )
         self.fixed_sigma = float(sigma)
 
     def mean(self, params):

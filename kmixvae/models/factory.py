@@ -20,12 +20,18 @@ def build_head(config: Config, image_channels: int):
             sigma_min=dec.sigma_min,
             sigma_max=dec.sigma_max,
             nll_beta=dec.nll_beta,
+            upscale=dec.head_upscale,
             name="head",
         )
     if dec.head == "bernoulli":
-        return Bernoulli(image_channels=image_channels, name="head")
+        return Bernoulli(image_channels=image_channels, upscale=dec.head_upscale, name="head")
     if dec.head == "gaussian":
-        return Gaussian(image_channels=image_channels, sigma=dec.fixed_sigma, name="head")
+        return Gaussian(
+            image_channels=image_channels,
+            sigma=dec.fixed_sigma,
+            upscale=dec.head_upscale,
+            name="head",
+        )
     raise ConfigError(
         f"model.decoder.head: {dec.head!r} is not one of heteroscedastic, bernoulli, gaussian"
     )
