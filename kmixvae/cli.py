@@ -1,0 +1,359 @@
+"""The `kmixvae` command-line application (click).
+
+Every bad input (config, data, model file, argument) ends with one line on
+stderr, `error: ...`, and exit code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from kmixvae import config as config_lib
+from kmixvae.errors import ConfigError, DataError, KmixvaeError, ModelFileError
+
+EXIT_BAD_INPUT = 2
+
+
+class _Group(click.Group):
+    """Turns `KmixvaeError` into one line and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KmixvaeError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            click.echo(
+                "interrupted: the run folder holds the last completed epoch (resume with --resume)",
+                err=True,
+            )
+            ctx.exit(130)
+
+
+SET_HELP = "Override a config value, e.g. --set model.decoder.conditioning=film (repeatable)."
+DATA_DIR_HELP = (
+    "Train/evaluate from local files in DIR: IDX files (train-images-idx3-ubyte[.gz], ...) or mnist.npz. "
+    "Sets data.dir, and data.source to idx or npz from what DIR holds."
+)
+
+
+def _detect_source(folder: Path) -> str:
+    if not folder.is_dir():
+        raise DataError(f"--data-dir {str(folder)!r}: not a folder")
+    names = {p.name for p in folder.iterdir()}
+    if any(n.startswith(("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")) for n in names):
+        return "idx"
+    if "mnist.npz" in names or any(n.endswith(".npz") for n in names):
+        return "npz"
+    raise DataError(
+        f"--data-dir {str(folder)!r}: holds neither IDX files (train-images-idx3-ubyte[.gz], "
+        "t10k-images-idx3-ubyte[.gz], ...) nor an mnist.npz"
+    )
+
+
+def _load(config_path, overrides, data_dir=None) -> config_lib.Config:
+    raw = config_lib.read_json(config_path)
+    raw = config_lib.apply_overrides(raw, list(overrides))
+    if data_dir is not None:
+        source = _detect_source(Path(data_dir))
+        data = raw.setdefault("data", {})
+        if not isinstance(data, dict):
+            raise ConfigError("data: expected an object")
+        data["dir"] = str(data_dir)
+        if data.get("source", "tfds") != source:
+            click.echo(f"--data-dir: data.source={source} (local files in {data_dir})", err=True)
+            data["source"] = source
+    return config_lib.from_dict(raw)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kmixvae")
+def main():
+    """kmixvae: mixture-of-VAEs with decentralized latents (Keras 3, TensorFlow or JAX).
+
+    Choose the backend with KERAS_BACKEND=tensorflow|jax.
+    """
+
+
+# --------------------------------------------------------------------------- config
+
+
+@main.group("config")
+def config_group():
+    """Validate and show configs."""
+
+
+@config_group.command("validate")
+@click.argument("config_file", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, help=SET_HELP)
+def config_validate(config_file, overrides):
+    """Check CONFIG_FILE; exit 2 with the offending key if it is invalid."""
+    _load(config_file, overrides)
+    click.echo(f"{config_file}: valid")
+
+
+@config_group.command("show")
+@click.argument("config_file", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, help=SET_HELP)
+def config_show(config_file, overrides):
+    """Print the resolved config (every default filled in) as JSON."""
+    cfg = _load(config_file, overrides)
+    click.echo(json.dumps(config_lib.to_dict(cfg), indent=2))
+
+
+# --------------------------------------------------------------------------- fit
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="JSON config file.")
+@click.option("--set", "overrides", multiple=True, help=SET_HELP)
+@click.option("--data-dir", type=click.Path(), help=DATA_DIR_HELP)
+@click.option(
+    "--run-dir", type=click.Path(), help="Folder of the new run (default runs/<name>__<time>)."
+)
+@click.option("--resume", "resume", type=click.Path(), help="Continue the run in this folder.")
+def fit(config_file, overrides, data_dir, run_dir, resume):
+    """Train a model; write a run folder and saved_models/<name>.keras."""
+    from kmixvae.training.fit import check_run_dir, fit_run
+
+    if resume:
+        if config_file or overrides or run_dir:
+            raise ConfigError(
+                "--resume continues a run with its own config.json: drop --config, --set and --run-dir"
+            )
+        path = check_run_dir(resume)
+        cfg = _load(path / "config.json", (), data_dir)
+    else:
+        if not config_file:
+            raise ConfigError("fit needs --config FILE (or --resume RUN_DIR)")
+        cfg = _load(config_file, overrides, data_dir)
+    click.echo("resolved config:\n" + json.dumps(config_lib.to_dict(cfg), indent=2))
+    verbose = "auto" if sys.stdout.isatty() else 2
+    fit_run(cfg, run_dir=run_dir, resume=resume, verbose=verbose, log=click.echo)
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def _model_and_data(model_path, data_dir, split, dataset=None):
+    """Loads a model and the images/labels of `split` (a run's own data by default)."""
+    from kmixvae.data import load_split
+    from kmixvae.training.fit import load_model_file
+
+    model = load_model_file(model_path)
+    cfg = config_lib.Config()
+    run_config = Path(model_path) / "config.json"
+    if Path(model_path).is_dir() and run_config.is_file():
+        cfg = config_lib.load_config(run_config)
+    data = cfg.data
+    if data_dir is not None:
+        data = config_lib.DataConfig(
+            **{**vars(data), "dir": str(data_dir), "source": _detect_source(Path(data_dir))}
+        )
+    elif dataset is not None:
+        data = config_lib.DataConfig(**{**vars(data), "name": dataset, "source": "tfds"})
+    split = split or data.val_split or data.train_split
+    images, labels = load_split(data, split)
+    if tuple(images.shape[1:]) != tuple(model.decoder.image_shape):
+        raise DataError(
+            f"split {split!r} has images of shape {tuple(images.shape[1:])}, "
+            f"the model expects {tuple(model.decoder.image_shape)}"
+        )
+    return model, images.astype("float32") / 255.0, labels, split
+
+
+def _data_options(f):
+    f = click.option(
+        "--split", default=None, help="Split, e.g. 'test[80%:]' (default: the run's val_split)."
+    )(f)
+    f = click.option(
+        "--dataset", default=None, help="TFDS dataset name (when not using --data-dir)."
+    )(f)
+    f = click.option("--data-dir", type=click.Path(), help=DATA_DIR_HELP)(f)
+    return f
+
+
+def _out_file(path, suffix):
+    p = Path(path)
+    if p.suffix.lower() != suffix:
+        raise ConfigError(f"--out {str(p)!r}: must end with {suffix}")
+    if p.exists() and p.is_dir():
+        raise ConfigError(f"--out {str(p)!r}: is a folder")
+    return p
+
+
+@main.command()
+@click.argument("model_path", type=click.Path())
+@_data_options
+@click.option("--iwae-samples", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--usage-min", default=0.02, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--purity-min", default=0.80, show_default=True, type=click.FloatRange(0, 1))
+@click.option(
+    "--out", type=click.Path(), help="metrics JSON (default: <run>/eval_metrics.json for a run)."
+)
+def evaluate(model_path, data_dir, dataset, split, iwae_samples, usage_min, purity_min, out):
+    """Clustering, per-channel specialisation and likelihood of a saved model."""
+    from kmixvae.evaluation.evaluate import evaluate_model, format_report, write_metrics_json
+
+    out_path = _out_file(out, ".json") if out else None
+    model, images, labels, split = _model_and_data(model_path, data_dir, split, dataset)
+    metrics = evaluate_model(
+        model, images, labels, iwae_samples=iwae_samples, usage_min=usage_min, purity_min=purity_min
+    )
+    metrics["split"] = split
+    click.echo(format_report(metrics))
+    if out_path is None and Path(model_path).is_dir():
+        out_path = Path(model_path) / "eval_metrics.json"
+    if out_path is not None:
+        write_metrics_json(metrics, out_path)
+        click.echo(f"wrote {out_path}")
+
+
+@main.command()
+@click.argument("model_path", type=click.Path())
+@_data_options
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), help="Folder (default: <run>/figures)."
+)
+@click.option("--max-points", default=5000, show_default=True, type=click.IntRange(1))
+def visualize(model_path, data_dir, dataset, split, out_dir, max_points):
+    """Draw every figure of what each channel learned (PNG)."""
+    from kmixvae.training.callbacks import read_history_csv
+    from kmixvae.viz.figures import make_all_figures
+
+    if out_dir is None:
+        if not Path(model_path).is_dir():
+            raise ConfigError(
+                "visualize: give --out DIR for a model file (a run folder defaults to <run>/figures)"
+            )
+        out_dir = Path(model_path) / "figures"
+    model, images, labels, split = _model_and_data(model_path, data_dir, split, dataset)
+    history = None
+    hist_file = Path(model_path) / "history.csv"
+    if Path(model_path).is_dir() and hist_file.is_file():
+        rows = read_history_csv(hist_file)
+        history = {k: [r.get(k, float("nan")) for r in rows] for k in rows[0]} if rows else None
+    paths = make_all_figures(model, images, labels, out_dir, history=history, max_points=max_points)
+    for p in paths:
+        click.echo(f"wrote {p}")
+
+
+@main.command()
+@click.argument("model_path", type=click.Path())
+@click.option("--channel", type=int, default=None, help="Channel to sample (default: the mixture).")
+@click.option("--n", "n", default=64, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", required=True, type=click.Path(), help="PNG grid.")
+def sample(model_path, channel, n, seed, out):
+    """Draw N samples from the prior of one channel (or of the mixture)."""
+    from kmixvae.training.fit import load_model_file
+    from kmixvae.viz.grids import save_image_grid
+
+    out_path = _out_file(out, ".png")
+    model = load_model_file(model_path)
+    if channel is not None and not 0 <= channel < model.num_channels:
+        raise ConfigError(f"--channel: {channel} is out of range 0..{model.num_channels - 1}")
+    if channel is not None and channel not in model.active_channels:
+        raise ConfigError(
+            f"--channel: {channel} is locked in this model (active: {list(model.active_channels)})"
+        )
+    result = model.sample(n, channel=channel, seed=seed)
+    save_image_grid(
+        result["mean"], out_path, title=f"channel {channel}" if channel is not None else "mixture"
+    )
+    click.echo(f"wrote {out_path}")
+
+
+@main.command()
+@click.argument("model_path", type=click.Path())
+@_data_options
+@click.option("--n", "n", default=32, show_default=True, type=click.IntRange(1, 4096))
+@click.option(
+    "--out", required=True, type=click.Path(), help="PNG: originals over reconstructions."
+)
+def reconstruct(model_path, data_dir, dataset, split, n, out):
+    """Reconstruct N images with their chosen channel."""
+    import numpy as np
+
+    from kmixvae.viz.grids import save_image_grid
+
+    out_path = _out_file(out, ".png")
+    model, images, _, split = _model_and_data(model_path, data_dir, split, dataset)
+    x = images[:n]
+    rec = model.reconstruct(x)
+    save_image_grid(
+        np.concatenate([x, rec["mean"]]),
+        out_path,
+        rows=2,
+        title=f"{split}: originals / reconstructions",
+    )
+    click.echo(f"wrote {out_path}")
+
+
+@main.command()
+@click.argument("model_path", type=click.Path())
+@_data_options
+@click.option(
+    "--out", required=True, type=click.Path(), help=".npz with q, mu, var, channel, label."
+)
+def encode(model_path, data_dir, dataset, split, out):
+    """Encode a split: q(c|x), per-channel posterior means/variances, chosen channel."""
+    import numpy as np
+
+    from kmixvae.utils.files import atomic_write
+
+    out_path = _out_file(out, ".npz")
+    model, images, labels, split = _model_and_data(model_path, data_dir, split, dataset)
+    enc = model.encode(images)
+    enc["label"] = labels
+
+    atomic_write(out_path, lambda tmp: np.savez_compressed(open(tmp, "wb"), **enc))
+    click.echo(f"wrote {out_path} ({len(images)} images of {split})")
+
+
+@main.command("export-projector")
+@click.argument("model_path", type=click.Path())
+@_data_options
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Log folder (default <run>/tensorboard/projector).",
+)
+@click.option("--max-samples", default=2000, show_default=True, type=click.IntRange(1))
+def export_projector_cmd(model_path, data_dir, dataset, split, out_dir, max_samples):
+    """Write TensorBoard embedding-projector files for a saved model."""
+    from kmixvae.viz.projector import export_projector
+
+    if out_dir is None:
+        if not Path(model_path).is_dir():
+            raise ConfigError("export-projector: give --out DIR for a model file")
+        out_dir = Path(model_path) / "tensorboard" / "projector"
+    model, images, labels, split = _model_and_data(model_path, data_dir, split, dataset)
+    path = export_projector(model, images, labels, str(out_dir), max_samples=max_samples)
+    click.echo(f"wrote projector files to {path}; view with: tensorboard --logdir {out_dir}")
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--csv", "csv_out", type=click.Path(), help="Also write the table as CSV.")
+def compare(run_dirs, csv_out):
+    """Compare runs: their config differences and metrics, side by side."""
+    from kmixvae.training.compare import compare_runs, to_csv, to_markdown
+
+    csv_path = _out_file(csv_out, ".csv") if csv_out else None
+    table = compare_runs(run_dirs)
+    click.echo(to_markdown(table))
+    if csv_path:
+        from kmixvae.utils.files import atomic_write_text
+
+        atomic_write_text(csv_path, to_csv(table))
+        click.echo(f"wrote {csv_path}")
+
+
+__all__ = ["main", "ModelFileError"]

@@ -1,0 +1,248 @@
+"""Training callbacks: KL warm-up, gated early stopping, atomic checkpoints and history,
+NaN guard, held-out clustering accuracy and learning-rate logging."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from kmixvae.utils.files import atomic_write, atomic_write_text
+
+LOSS_TERMS = ("loss", "nelbo", "recon", "kl_z", "kl_c", "usage_entropy")
+
+
+class KLWarmup(keras.callbacks.Callback):
+    """Raises the KL weight linearly from 1/epochs to 1 over the first `epochs` epochs.
+
+    Args:
+        epochs: int. Length of the warm-up (0 disables it).
+    """
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = int(epochs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        weight = 1.0 if self.epochs <= 0 else min(1.0, (epoch + 1) / self.epochs)
+        self.model.kl_weight.assign(weight)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["kl_weight"] = float(keras.ops.convert_to_numpy(self.model.kl_weight))
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the optimizer's current learning rate to the epoch logs."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        opt = self.model.optimizer
+        lr = opt.learning_rate
+        if callable(lr) and not isinstance(lr, keras.Variable):
+            lr = lr(opt.iterations)
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+
+
+class CurriculumGate:
+    """Tells whether the losses of successive epochs are comparable yet."""
+
+    def __init__(self, curriculum=None):
+        self.curriculum = curriculum
+
+    def open(self) -> bool:
+        return self.curriculum is None or self.curriculum.complete
+
+
+class GatedEarlyStopping(keras.callbacks.EarlyStopping):
+    """`EarlyStopping` that only counts epochs once every channel is unlocked.
+
+    Before that, the monitored loss is not comparable across curriculum stages.
+    """
+
+    def __init__(self, gate: CurriculumGate, **kwargs):
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.gate.open():
+            self.wait = 0
+            self.best = None
+            self.best_weights = None
+            return
+        if self.best is None:
+            self.best = np.inf if self.monitor_op == np.less else -np.inf
+        super().on_epoch_end(epoch, logs)
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss and names the term that went bad.
+
+    The last checkpoint (written only after finite epochs) is kept.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.failure: str | None = None
+
+    def _check(self, logs, where):
+        if not logs or "loss" not in logs:
+            return
+        if math.isfinite(float(logs["loss"])):
+            return
+        bad = [k for k in LOSS_TERMS[1:] if k in logs and not math.isfinite(float(logs[k]))]
+        self.failure = f"loss became {logs['loss']} at {where}" + (
+            f" (non-finite terms: {', '.join(bad)})"
+            if bad
+            else " (every term finite: the total overflowed)"
+        )
+        self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.failure is None:
+            self._check(logs, f"batch {batch + 1} of epoch {self._epoch + 1}")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.failure is None:
+            self._check(logs, f"the end of epoch {epoch + 1}")
+
+
+class HeldOutClustering(keras.callbacks.Callback):
+    """Logs held-out clustering accuracy and cumulative training seconds every epoch.
+
+    `val_cluster_acc` is the accuracy of argmax q(c|x) under the best
+    one-to-one matching to the labels (labels are only read here, never by
+    training). `train_seconds` is the wall time spent in `fit` so far,
+    validation included, this callback's own time excluded.
+
+    Args:
+        images: held-out images.
+        labels: their labels.
+        max_images: int. Cap on the images scored each epoch.
+    """
+
+    def __init__(self, images, labels, max_images=2000, start_seconds=0.0):
+        super().__init__()
+        self.images = images[:max_images]
+        self.labels = labels[:max_images]
+        self.seconds = float(start_seconds)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds += time.perf_counter() - self._t0
+        from kmixvae.evaluation.metrics import clustering_accuracy
+
+        channels = self.model.encode(self.images)["channel"]
+        if logs is not None:
+            logs["val_cluster_acc"] = float(clustering_accuracy(self.labels, channels))
+            logs["train_seconds"] = self.seconds
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Rewrites `history.csv` atomically after every epoch (all keys, one row an epoch).
+
+    Args:
+        path: the CSV file.
+        rows: earlier rows (a resumed run continues them).
+    """
+
+    def __init__(self, path, rows=None):
+        super().__init__()
+        self.path = Path(path)
+        self.rows = list(rows or [])
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1}
+        row.update({k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0})
+        self.rows = [r for r in self.rows if int(r["epoch"]) < epoch + 1] + [row]
+        atomic_write_text(self.path, rows_to_csv(self.rows))
+
+
+def rows_to_csv(rows) -> str:
+    keys = []
+    for row in rows:
+        keys.extend(k for k in row if k not in keys)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=keys, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def read_history_csv(path) -> list[dict]:
+    """Reads a `history.csv` back as a list of rows of floats."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def save_model_atomic(model, path) -> None:
+    """`model.save(path)` through a temporary file and a rename."""
+    atomic_write(path, model.save)
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Writes `last.keras` every epoch and `best.keras` on improvement, atomically.
+
+    `last.json` beside `last.keras` records the completed epoch and the state
+    a resumed run needs (curriculum). Best checkpoints wait for the curriculum
+    gate (losses of earlier stages are not comparable).
+
+    Args:
+        folder: the `checkpoints/` folder.
+        gate: a `CurriculumGate`.
+        monitor: str. The value that defines "best" (lower is better).
+        state_fn: callable returning extra JSON state to save with `last`.
+    """
+
+    def __init__(self, folder, gate, monitor="val_loss", state_fn=None, best=None):
+        super().__init__()
+        self.folder = Path(folder)
+        self.gate = gate
+        self.monitor = monitor
+        self.state_fn = state_fn
+        self.best = best
+        self.best_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if not math.isfinite(float(logs.get("loss", 0.0))):
+            return  # keep the last good checkpoint
+        save_model_atomic(self.model, self.folder / "last.keras")
+        current = logs.get(self.monitor)
+        if self.gate.open() and current is not None and math.isfinite(current):
+            if self.best is None or current < self.best:
+                self.best, self.best_epoch = float(current), epoch + 1
+                save_model_atomic(self.model, self.folder / "best.keras")
+        state = {
+            "epochs_done": epoch + 1,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "iterations": int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)),
+        }
+        if self.state_fn is not None:
+            state.update(self.state_fn())
+        atomic_write_text(self.folder / "last.json", json.dumps(state, indent=2))
+
+
+class PeriodicCallback(keras.callbacks.Callback):
+    """Calls `fn(model, epoch)` every `every` epochs and after the last one."""
+
+    def __init__(self, fn, every, epochs):
+        super().__init__()
+        self.fn, self.every, self.epochs = fn, int(every), int(epochs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs:
+            self.fn(self.model, epoch + 1)

@@ -1,0 +1,137 @@
+"""TensorBoard image and scalar summaries of a `MixtureVAE`.
+
+The model is only asked for numpy arrays (`reconstruct`, `sample`); the
+summaries are written with TensorFlow's own summary writer, which is always
+installed, so this works on the TensorFlow and JAX backends alike.
+
+Each call opens a writer, writes one step and closes it (a new event file per
+call). Give these summaries a run folder of their own (e.g.
+`<tensorboard>/images`): TensorBoard stops polling an event file once a newer
+one appears in the same folder.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from kmixvae.viz.projector import images_to_float
+
+RECONSTRUCTION_TAG = "reconstructions"
+SAMPLES_TAG = "samples/channel_{}"
+
+
+def _to_rgb_or_gray(images: np.ndarray) -> np.ndarray:
+    """Keeps 1, 3 or 4 image channels (tf.summary.image's); else shows channel 0."""
+    if images.shape[-1] in (1, 3, 4):
+        return images
+    return images[..., :1]
+
+
+def image_grid(images: np.ndarray, cols: int | None = None, pad: int = 1) -> np.ndarray:
+    """Tiles `(N, H, W, C)` images into one `(rows*(H+pad)-pad, cols*(W+pad)-pad, C)` image."""
+    images = np.asarray(images, "float32")
+    n, h, w, c = images.shape
+    cols = cols or max(1, math.ceil(math.sqrt(n)))
+    rows = max(1, math.ceil(n / cols))
+    grid = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad, c), "float32")
+    for i, img in enumerate(images):
+        r, col = divmod(i, cols)
+        grid[r * (h + pad) : r * (h + pad) + h, col * (w + pad) : col * (w + pad) + w] = img
+    return grid
+
+
+def reconstruction_grid(model, images: np.ndarray, n: int = 16) -> np.ndarray:
+    """One row per image: original | reconstruction | sigma (when the head has one).
+
+    Sigma is divided by its largest value over the shown images, so the
+    brightest pixel is the most uncertain one.
+
+    Returns:
+        `(rows, cols, C)` float32 image in [0, 1].
+    """
+    x = images_to_float(images)[:n]
+    out = model.reconstruct(x)
+    panels = [x, np.asarray(out["mean"], "float32")]
+    if "sigma" in out:
+        sigma = np.asarray(out["sigma"], "float32")
+        panels.append(sigma / max(float(sigma.max()), 1e-12))
+    tiles = np.stack(panels, axis=1).reshape((-1,) + x.shape[1:])
+    return np.clip(image_grid(tiles, cols=len(panels)), 0.0, 1.0)
+
+
+def sample_grids(model, n: int = 16, seed: int = 0) -> dict[int, np.ndarray]:
+    """A grid of `n` prior samples (decoded means) for each active channel."""
+    return {
+        int(c): np.clip(image_grid(model.sample(n, channel=int(c), seed=seed)["mean"]), 0.0, 1.0)
+        for c in model.active_channels
+    }
+
+
+def write_image_summaries(
+    model, images: np.ndarray, log_dir: str | Path, step: int, *, n: int = 16
+) -> list[str]:
+    """Writes reconstructions and per-channel samples as TensorBoard images.
+
+    Tags: `reconstructions` (rows of original | reconstruction | sigma for the
+    first `n` images) and `samples/channel_<c>` (a grid of `n` prior samples)
+    for every active channel `c`.
+
+    Args:
+        model: a built `MixtureVAE`.
+        images: `(N, H, W, C)` uint8 pixels or floats in [0, 1].
+        log_dir: run folder of the event file.
+        step: int. Summary step (e.g. the epoch).
+        n: int. Images per summary.
+
+    Returns:
+        The tags written.
+
+    Example:
+
+    ```python
+    write_image_summaries(model, x_val, "runs/r1/tensorboard/images", step=epoch)
+    ```
+    """
+    import tensorflow as tf
+
+    pictures = {RECONSTRUCTION_TAG: reconstruction_grid(model, images, n=n)}
+    for c, grid in sample_grids(model, n=n).items():
+        pictures[SAMPLES_TAG.format(c)] = grid
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    writer = tf.summary.create_file_writer(str(log_dir))
+    try:
+        with writer.as_default():
+            for tag, picture in pictures.items():
+                tf.summary.image(tag, _to_rgb_or_gray(picture)[None], step=int(step))
+        writer.flush()
+    finally:
+        writer.close()
+    return list(pictures)
+
+
+def write_scalars(log_dir: str | Path, step: int, scalars: dict) -> None:
+    """Writes `{tag: number}` as TensorBoard scalars at `step`.
+
+    Example:
+
+    ```python
+    write_scalars("runs/r1/tensorboard/eval", 3, {"eval/nelbo": 91.2})
+    ```
+    """
+    import tensorflow as tf
+
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    writer = tf.summary.create_file_writer(str(log_dir))
+    try:
+        with writer.as_default():
+            for tag, value in scalars.items():
+                tf.summary.scalar(str(tag), float(value), step=int(step))
+        writer.flush()
+    finally:
+        writer.close()
+
+
+__all__ = ["write_image_summaries", "write_scalars", "image_grid"]
