@@ -333,7 +333,7 @@ def export_projector_cmd(model_path, data_dir, dataset, split, out_dir, max_samp
     if out_dir is None:
         if not Path(model_path).is_dir():
             raise ConfigError("export-projector: give --out DIR for a model file")
-        out_dir = Path(model_path) / "tensorboard" / "projector"
+        out_dir = Path(model_path) / "tensorboard"
     model, images, labels, split = _model_and_data(model_path, data_dir, split, dataset)
     path = export_projector(model, images, labels, str(out_dir), max_samples=max_samples)
     click.echo(f"wrote projector files to {path}; view with: tensorboard --logdir {out_dir}")

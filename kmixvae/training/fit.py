@@ -330,11 +330,12 @@ def _tensorboard_callbacks(config, path, data):
                 return
             from kmixvae.viz.projector import export_projector
 
+            # In the logdir root: TensorBoard's projector lists it as run ".".
             export_projector(
                 model,
                 images,
                 labels,
-                str(tb_dir / "projector"),
+                str(tb_dir),
                 max_samples=config.output.projector_samples,
             )
 

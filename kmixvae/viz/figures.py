@@ -423,9 +423,7 @@ def plot_reconstructions(
     return _save(fig, path)
 
 
-def plot_channel_samples(
-    model, path: str | Path, n_per_channel: int = 10, seed: int = 0
-) -> Path:
+def plot_channel_samples(model, path: str | Path, n_per_channel: int = 10, seed: int = 0) -> Path:
     """Samples from each active channel's prior p(z|c), one row per channel.
 
     Args:
@@ -531,9 +529,7 @@ def load_history(history) -> dict[str, list[float]]:
     return out
 
 
-def plot_training_curves(
-    history, path: str | Path, keys: Sequence[str] = CURVE_KEYS
-) -> Path:
+def plot_training_curves(history, path: str | Path, keys: Sequence[str] = CURVE_KEYS) -> Path:
     """Training (solid) and validation (dashed) curves of the loss and each term.
 
     Args:
