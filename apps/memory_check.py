@@ -88,7 +88,9 @@ def main(argv=None) -> int:
             f"make_all_figures: {len(paths)} PNGs in {t3 - t2:.1f} s, "
             f"rss {rss_mb():.0f} MB, peak {peak_rss_mb():.0f} MB"
         )
-    print(f"TOTAL: n={args.n} peak RSS {peak_rss_mb():.0f} MB, elapsed {time.perf_counter() - t0:.1f} s")
+    print(
+        f"TOTAL: n={args.n} peak RSS {peak_rss_mb():.0f} MB, elapsed {time.perf_counter() - t0:.1f} s"
+    )
     return 0
 
 

@@ -27,6 +27,11 @@ class _Group(click.Group):
         except KmixvaeError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
+        except click.UsageError as e:  # a bad argument of a subcommand: one line too
+            if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+                raise  # `kmixvae config` alone: click prints the group's help
+            click.echo(f"error: {e.format_message()}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
         except KeyboardInterrupt:
             click.echo(
                 "interrupted: the run folder holds the last completed epoch (resume with --resume)",
@@ -357,3 +362,7 @@ def compare(run_dirs, csv_out):
 
 
 __all__ = ["main", "ModelFileError"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,1 +1,10 @@
-"""kmixvae.models."""
+"""kmixvae models. Importing this registers every kmixvae class, so that
+`keras.models.load_model("x.keras")` needs no `custom_objects`."""
+
+import kmixvae.layers  # noqa: F401  (registers the layers)
+from kmixvae.models.decoder import Decoder
+from kmixvae.models.encoder import Encoder
+from kmixvae.models.factory import build_model
+from kmixvae.models.mixture_vae import MixtureVAE
+
+__all__ = ["Decoder", "Encoder", "MixtureVAE", "build_model"]

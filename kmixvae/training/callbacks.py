@@ -77,8 +77,7 @@ class GatedEarlyStopping(keras.callbacks.EarlyStopping):
             self.best = None
             self.best_weights = None
             return
-        if self.best is None:
-            self.best = np.inf if self.monitor_op == np.less else -np.inf
+        # `best=None` counts the first gated epoch as an improvement (Keras 3).
         super().on_epoch_end(epoch, logs)
 
 

@@ -17,7 +17,7 @@ METRIC_KEYS = (
     ("val_cluster_acc", ("final", "val_cluster_acc")),
     ("train_seconds", ("final", "train_seconds")),
 )
-EVAL_KEYS = ("accuracy", "nmi", "ari", "specialised_channels", "nelbo", "iwae_log_px", "recon_mse")
+EVAL_KEYS = ("accuracy", "nmi", "ari", "specialised_count", "nelbo", "iwae_log_px", "recon_mse")
 
 
 def _flatten(d, prefix=""):

@@ -347,7 +347,7 @@ def _tensorboard_callbacks(config, path, data):
 
 def load_model_file(path: str | Path) -> keras.Model:
     """Loads a kmixvae `.keras` file, or a run folder's model, with one-line errors."""
-    from kmixvae.models.mixture_vae import MixtureVAE
+    from kmixvae.models import MixtureVAE  # registers every kmixvae class
 
     p = Path(path)
     if p.is_dir():

@@ -258,7 +258,7 @@ def plot_channel_latents_grid(summary: LatentSummary, path: str | Path) -> Path:
     for i, c in enumerate(chans):
         ax = fig.add_subplot(rows, cols, i + 1)
         own = pc == c
-        xy, _, ratio = pca_2d(summary.points[own])
+        xy = pca_2d(summary.points[own])[0]
         if own.any():
             ax.scatter(xy[:, 0], xy[:, 1], s=4, c=[_label_color(v) for v in pl[own]], alpha=0.7)
         else:

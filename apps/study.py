@@ -1,0 +1,302 @@
+"""Run a grid of configs x seeds as normal `kmixvae fit` runs, evaluate, and write a report.
+
+Usage:
+
+    python apps/study.py --grid apps/grids/film_vs_concat.json [--only VARIANT ...] [--report-only]
+
+The grid file (JSON):
+
+    {
+      "name": "film_vs_concat",
+      "data_dir": "../shared/data/mnist-10k",
+      "train_split": "test[:80%]",
+      "eval_split": "test[80%:]",
+      "seeds": [0, 1, 2],
+      "iwae_samples": 100,
+      "variants": {
+        "concat_baseline": {"config": "configs/concat_het.json", "set": ["training.epochs=20"]},
+        "film": {"config": "configs/film_het.json", "set": ["curriculum.enabled=false"]}
+      }
+    }
+
+Each (variant, seed) is a run folder `study_runs/<name>/<variant>__seed<seed>/`
+made by `kmixvae fit` in a subprocess (log: `fit.log` beside it) and then
+`kmixvae evaluate` on the held-out split. A killed study continues where it
+stopped: finished runs are skipped, a run with a completed epoch is resumed
+(`fit --resume`), anything else is started again. The report goes to
+`docs/study_<name>.md` with its figures in `docs/study_<name>/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+KMIXVAE = [sys.executable, "-m", "kmixvae.cli"]
+THRESHOLDS = (0.70, 0.725)
+TABLE = (
+    ("accuracy", "clustering acc", 100.0, "{:.1f}"),
+    ("nmi", "NMI", 1.0, "{:.3f}"),
+    ("specialised_count", "specialised", 1.0, "{:.1f}"),
+    ("nelbo", "-ELBO (nats)", 1.0, "{:.1f}"),
+    ("iwae_log_px", "IWAE log p(x) (nats)", 1.0, "{:.1f}"),
+    ("recon_mse", "recon MSE", 1.0, "{:.4f}"),
+    ("train_seconds", "train s", 1.0, "{:.0f}"),
+)
+
+
+def run_dir_of(grid: dict, variant: str, seed: int) -> Path:
+    return ROOT / "study_runs" / grid["name"] / f"{variant}__seed{seed}"
+
+
+def _run(cmd, log_path: Path) -> None:
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write("\n$ " + " ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"command failed (exit {proc.returncode}), see {log_path}: {' '.join(cmd)}"
+        )
+
+
+def run_one(grid: dict, variant: str, seed: int) -> Path:
+    """Fits (or resumes) and evaluates one run; skips what is already done."""
+    spec = grid["variants"][variant]
+    run_dir = run_dir_of(grid, variant, seed)
+    log = run_dir.parent / f"{run_dir.name}.log"
+    if (run_dir / "eval_metrics.json").is_file():
+        print(f"[study] done already: {run_dir.name}")
+        return run_dir
+    if not (run_dir / "model.keras").is_file():
+        if (run_dir / "checkpoints" / "last.json").is_file():
+            print(f"[study] resuming {run_dir.name}")
+            _run(KMIXVAE + ["fit", "--resume", str(run_dir), "--data-dir", grid["data_dir"]], log)
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            print(f"[study] fitting {run_dir.name}")
+            sets = [
+                f"seed={seed}",
+                f"name={grid['name']}_{variant}_s{seed}",
+                f"data.train_split={grid['train_split']}",
+                f"data.val_split={grid['eval_split']}",
+                f"output.saved_model={run_dir / 'saved.keras'}",
+                "output.projector=false",
+                *spec.get("set", []),
+            ]
+            cmd = KMIXVAE + [
+                "fit",
+                "--config",
+                spec["config"],
+                "--data-dir",
+                grid["data_dir"],
+                "--run-dir",
+                str(run_dir),
+            ]
+            for s in sets:
+                cmd += ["--set", s]
+            _run(cmd, log)
+    print(f"[study] evaluating {run_dir.name}")
+    _run(
+        KMIXVAE
+        + [
+            "evaluate",
+            str(run_dir),
+            "--data-dir",
+            grid["data_dir"],
+            "--split",
+            grid["eval_split"],
+            "--iwae-samples",
+            str(grid.get("iwae_samples", 100)),
+        ],
+        log,
+    )
+    return run_dir
+
+
+def _history(run_dir: Path) -> list[dict]:
+    from kmixvae.training.callbacks import read_history_csv
+
+    return read_history_csv(run_dir / "history.csv")
+
+
+def time_to(rows: list[dict], threshold: float):
+    for r in rows:
+        if r.get("val_cluster_acc", 0.0) >= threshold:
+            return r.get("train_seconds")
+    return None
+
+
+def collect(grid: dict) -> dict:
+    results = {}
+    for variant in grid["variants"]:
+        runs = []
+        for seed in grid["seeds"]:
+            rd = run_dir_of(grid, variant, seed)
+            if not (rd / "eval_metrics.json").is_file():
+                continue
+            ev = json.loads((rd / "eval_metrics.json").read_text())
+            rows = _history(rd)
+            ev["train_seconds"] = rows[-1].get("train_seconds") if rows else None
+            for t in THRESHOLDS:
+                ev[f"time_to_{t}"] = time_to(rows, t)
+            ev["seed"] = seed
+            ev["run_dir"] = str(rd.relative_to(ROOT))
+            ev["history"] = rows
+            runs.append(ev)
+        results[variant] = runs
+    return results
+
+
+def _mean_std(values):
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return None, None, 0
+    return float(np.mean(vals)), float(np.std(vals)), len(vals)
+
+
+def _figures(grid: dict, results: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colors = plt.cm.tab10.colors
+    for i, (variant, runs) in enumerate(results.items()):
+        for j, r in enumerate(runs):
+            xs = [h.get("train_seconds") for h in r["history"]]
+            ys = [100 * h.get("val_cluster_acc", np.nan) for h in r["history"]]
+            ax.plot(xs, ys, color=colors[i % 10], alpha=0.8, label=variant if j == 0 else None)
+    for t in THRESHOLDS:
+        ax.axhline(100 * t, color="gray", ls="--", lw=0.8)
+    ax.set_xlabel("training wall seconds (this machine)")
+    ax.set_ylabel("held-out clustering accuracy (%)")
+    ax.set_title(f"{grid['name']}: accuracy vs training time, one line per seed")
+    ax.legend(fontsize=8)
+    p = out / "accuracy_vs_time.png"
+    fig.savefig(p, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    paths.append(p)
+    return paths
+
+
+def write_report(grid: dict, results: dict, command: str) -> Path:
+    name = grid["name"]
+    doc = ROOT / "docs" / f"study_{name}.md"
+    fig_dir = ROOT / "docs" / f"study_{name}"
+    figs = _figures(grid, results, fig_dir)
+    lines = [
+        f"# Study: {name}",
+        "",
+        f"Data: `{grid['data_dir']}` (real MNIST), trained on `{grid['train_split']}`, "
+        f"evaluated on `{grid['eval_split']}`; seeds {grid['seeds']}. Labels are used only for evaluation.",
+        "",
+        "Reproduce:",
+        "",
+        f"    {command}",
+        "",
+        "Mean +- std over seeds (n = seeds finished). Likelihoods are continuous Gaussian densities for "
+        "the heteroscedastic head (nats, can be negative) and discrete for the Bernoulli head: compare them "
+        "only within a head.",
+        "",
+    ]
+    head = (
+        "| variant | n | "
+        + " | ".join(label for _, label, _, _ in TABLE)
+        + " | s to 70% | s to 72.5% |"
+    )
+    lines += [head, "|" + "---|" * (len(TABLE) + 4)]
+    for variant, runs in results.items():
+        cells = []
+        for key, _, scale, fmt in TABLE:
+            m, s, n = _mean_std([r.get(key) for r in runs])
+            cells.append(
+                "-" if m is None else f"{fmt.format(m * scale)} +- {fmt.format(s * scale)}"
+            )
+        for t in THRESHOLDS:
+            times = [r.get(f"time_to_{t}") for r in runs]
+            reached = [x for x in times if x is not None]
+            cells.append(
+                f"{np.mean(reached):.0f} ({len(reached)}/{len(runs)})"
+                if reached
+                else f"never (0/{len(runs)})"
+            )
+        lines.append(f"| {variant} | {len(runs)} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Per run:",
+        "",
+        "| run | acc % | specialised | garbage channels | -ELBO | recon MSE |",
+        "|---|---|---|---|---|---|",
+    ]
+    for runs in results.values():
+        for r in runs:
+            lines.append(
+                f"| `{r['run_dir']}` | {100 * r.get('accuracy', float('nan')):.1f} | {r.get('specialised_count')} | "
+                f"{r.get('garbage_channels')} | {r.get('nelbo', float('nan')):.1f} | {r.get('recon_mse', float('nan')):.4f} |"
+            )
+    lines += ["", "Variants:", ""]
+    for variant, spec in grid["variants"].items():
+        lines.append(f"- `{variant}`: `{spec['config']}` with {spec.get('set', [])}")
+    lines += ["", "Figures:", ""]
+    for p in figs:
+        lines.append(f"![{p.stem}]({p.relative_to(doc.parent)})")
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    from kmixvae.utils.files import atomic_write_text
+
+    atomic_write_text(doc, "\n".join(lines) + "\n")
+    return doc
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", required=True, help="grid JSON file")
+    parser.add_argument("--only", nargs="*", help="variants to run (default all)")
+    parser.add_argument("--report-only", action="store_true", help="only (re)write the report")
+    args = parser.parse_args(argv)
+    grid_path = Path(args.grid)
+    if not grid_path.is_file():
+        print(f"error: grid file {str(grid_path)!r} does not exist", file=sys.stderr)
+        return 2
+    try:
+        grid = json.loads(grid_path.read_text())
+    except json.JSONDecodeError as e:
+        print(f"error: grid file {str(grid_path)!r} is not valid JSON: {e}", file=sys.stderr)
+        return 2
+    missing = [
+        k
+        for k in ("name", "data_dir", "train_split", "eval_split", "seeds", "variants")
+        if k not in grid
+    ]
+    if missing:
+        print(f"error: grid file {str(grid_path)!r} lacks {', '.join(missing)}", file=sys.stderr)
+        return 2
+    unknown = [v for v in (args.only or []) if v not in grid["variants"]]
+    if unknown:
+        print(f"error: --only {unknown[0]!r} is not a variant of the grid", file=sys.stderr)
+        return 2
+    if not args.report_only:
+        for variant in args.only or grid["variants"]:
+            for seed in grid["seeds"]:
+                run_one(grid, variant, seed)
+    command = f"python apps/study.py --grid {args.grid}"
+    doc = write_report(grid, collect(grid), command)
+    print(f"[study] report: {doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

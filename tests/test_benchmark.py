@@ -1,0 +1,146 @@
+"""apps/benchmark.py: the FLOP counter against a hand computation, and one tiny worker run."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# A tiny model: 3 channels, encoder conv filters [4, 8], dense 16, decoder [8, 4].
+TINY = [
+    "model.num_channels=3",
+    "model.encoder.filters=[4,8]",
+    "model.encoder.dense_units=16",
+    "model.decoder.filters=[8,4]",
+    "model.decoder.embedding_dim=4",
+    "curriculum.enabled=false",
+]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmark", REPO_ROOT / "apps" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tiny_model(conditioning="film"):
+    from kmixvae.config import load_config
+    from kmixvae.models.factory import build_model
+
+    config = load_config(
+        REPO_ROOT / "configs" / "film_het.json",
+        overrides=TINY + [f"model.decoder.conditioning={conditioning}"],
+    )
+    return build_model(config, (28, 28, 1))
+
+
+def test_flop_counter_matches_hand_computation(bench):
+    model = _tiny_model()
+    counts = bench.count_flops(model)
+    enc = dict(counts["encoder"])
+    dec = dict(counts["decoder"])
+    # Encoder conv_0: 28x28x1 -> stride 2, 'same' -> 14x14x4 with 3x3 kernels.
+    assert enc["mixture_vae/encoder/conv_0"] == 2 * 14 * 14 * 3 * 3 * 1 * 4
+    # Encoder conv_1: 14x14x4 -> 7x7x8.
+    assert enc["mixture_vae/encoder/conv_1"] == 2 * 7 * 7 * 3 * 3 * 4 * 8
+    # Encoder dense: flatten(7x7x8) = 392 -> 16.
+    assert enc["mixture_vae/encoder/dense"] == 2 * 392 * 16
+    # Heads: 16 -> 3 logits, 16 -> 3*2 mu, 16 -> 3*2 log_var.
+    assert enc["mixture_vae/encoder/mu"] == 2 * 16 * 6
+    # Decoder: grid 7x7 (one 2x upsampling, 2x pixel-shuffle head), project 2 -> 7*7*8.
+    assert dec["mixture_vae/decoder/project"] == 2 * 2 * (7 * 7 * 8)
+    # conv_0 at 14x14: 8 -> 4 filters; head projection 4 -> 2 params * 2^2 at 14x14.
+    assert dec["mixture_vae/decoder/conv_0"] == 2 * 14 * 14 * 9 * 8 * 4
+    assert dec["mixture_vae/decoder/head/projection"] == 2 * 14 * 14 * 9 * 4 * 8
+    # FiLM: embedding 4 -> 2 * features, then one multiply-add per feature value.
+    assert dec["mixture_vae/decoder/film_0/projection"] == 2 * 4 * 16
+    assert dec["mixture_vae/decoder/film_1"] == 2 * 14 * 14 * 4
+    assert counts["encoder_flops"] == sum(enc.values())
+    assert counts["decode_flops"] == sum(dec.values())
+    fwd = counts["encoder_flops"] + 3 * counts["decode_flops"]
+    assert bench.forward_flops_per_image(counts, 3) == fwd
+    assert bench.train_flops_per_image(counts, 3) == 3 * fwd
+    assert bench.train_flops_per_image(counts, 1) < bench.train_flops_per_image(counts, 3)
+
+
+def test_flop_counter_concat_decoder(bench):
+    counts = bench.count_flops(_tiny_model("concat"))
+    dec = dict(counts["decoder"])
+    # Concat conditioning: the dense input is [z, e_c], 2 + 4 wide.
+    assert dec["mixture_vae/decoder/project"] == 2 * 6 * (7 * 7 * 8)
+    assert not any("film" in name for name in dec)
+
+
+def test_derive_and_table(bench):
+    rows = []
+    for backend, rate in (("tensorflow", 100.0), ("jax", 90.0)):
+        for k, speed in ((10, 1.0), (1, 5.0)):
+            rows.append(
+                {key: 1 for key in bench.REQUIRED_KEYS}
+                | {
+                    "backend": backend,
+                    "config": "c",
+                    "k_active": k,
+                    "train_images_per_s": rate * speed,
+                    "xla_gflop_per_image": None,
+                }
+            )
+    derived = bench.derive(rows)
+    assert derived["k1_over_k10_speedup"]["tensorflow/c"] == pytest.approx(5.0)
+    assert derived["jax_over_tf_train"]["c/k=10"] == pytest.approx(0.9)
+    table = bench.format_table(rows, derived)
+    assert "tensorflow" in table and "jax_over_tf_train" in table
+
+
+@pytest.mark.slow
+def test_worker_runs_tiny_config(bench):
+    settings = bench.Settings(
+        batch_size=16,
+        warmup_steps=1,
+        steps_per_epoch=2,
+        epochs=2,
+        infer_images=64,
+        infer_batch=32,
+        infer_repeats=1,
+        gemm_size=256,
+        gemm_repeats=1,
+    )
+    records = bench.run_worker(
+        [str(REPO_ROOT / "configs" / "film_het.json")],
+        settings,
+        k_values=(3, 1),
+        overrides=TINY,
+        log=lambda m: None,
+    )
+    assert [r["k_active"] for r in records] == [3, 1]
+    for r in records:
+        missing = [key for key in bench.REQUIRED_KEYS if key not in r]
+        assert not missing
+        for key in (
+            "batch_size",
+            "train_images_per_s",
+            "encode_images_per_s",
+            "reconstruct_images_per_s",
+            "compile_s",
+            "peak_rss_mb",
+            "gflop_per_image",
+            "achieved_gflops",
+            "machine_gemm_gflops",
+            "utilisation",
+        ):
+            assert math.isfinite(r[key]) and r[key] > 0, key
+        assert r["compilations_after_warmup"] == 0
+        assert r["stage_traces"] >= 1  # the stage's train step was really re-made
+        if r["backend"] == "jax":
+            assert r["xla_gflop_per_image"] > 0
+            # XLA's count of the gradient agrees with 3 x forward within 25%.
+            assert r["xla_gflop_per_image"] == pytest.approx(r["gflop_per_image"], rel=0.25)
+        else:
+            assert r["xla_gflop_per_image"] is None
+    assert records[0]["gflop_per_image"] > records[1]["gflop_per_image"]

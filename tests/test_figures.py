@@ -1,0 +1,107 @@
+"""Tests of kmixvae.viz.figures: every PNG is written, non-empty and of a sane size."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from kmixvae.config import from_dict
+from kmixvae.models.factory import build_model
+from kmixvae.viz.figures import (
+    collect_latents,
+    load_history,
+    make_all_figures,
+    pca_2d,
+    plot_training_curves,
+)
+
+TINY = {
+    "num_channels": 3,
+    "decoder": {"filters": [8, 8]},
+    "encoder": {"filters": [8], "dense_units": 16},
+}
+EXPECTED = [
+    "mixture/channel_latents_grid.png",
+    "core/latent_spaces.png",
+    "core/model_reconstructions.png",
+    "mixture/channel_samples.png",
+    "mixture/channel_manifolds.png",
+    "mixture/channel_usage.png",
+    "core/training_curves.png",
+]
+HISTORY = {
+    "loss": [900.0, 700.0, 650.0],
+    "recon": [890.0, 690.0, 640.0],
+    "kl_z": [5.0, 6.0, 7.0],
+    "kl_c": [0.5, 0.4, 0.3],
+    "usage_entropy": [1.0, 1.05, 1.09],
+    "val_loss": [910.0, 720.0, 690.0],
+    "val_recon": [900.0, 710.0, 680.0],
+}
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def synthetic(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return ((rng.random((n, 28, 28, 1)) < 0.2) * 255).astype(np.uint8), rng.integers(0, 10, n)
+
+
+@pytest.mark.parametrize("latent_dim", [2, 3])
+def test_make_all_figures(tmp_path, latent_dim):
+    model = build_model(from_dict({"model": {**TINY, "latent": {"dim": latent_dim}}}), (28, 28, 1))
+    model.set_active_channels([0, 2])  # a locked channel in the middle
+    images, labels = synthetic()
+    paths = make_all_figures(
+        model, images, labels, tmp_path / "figures", history=HISTORY, max_points=40, batch_size=32
+    )
+    assert [p.relative_to(tmp_path / "figures").as_posix() for p in paths] == EXPECTED
+    for path in paths:
+        assert path.is_file() and path.stat().st_size > 2000, path
+        width, height = png_size(path)
+        assert 300 <= width <= 4000 and 150 <= height <= 4000, (path, width, height)
+    leftovers = [p.name for p in (tmp_path / "figures").rglob("*.tmp*")]
+    assert not leftovers
+
+
+def test_collect_latents_caps_points():
+    model = build_model(from_dict({"model": TINY}), (28, 28, 1))
+    images, labels = synthetic(50)
+    s = collect_latents(model, images, labels, max_points=20, batch_size=16)
+    assert s.points.shape == (20, 2) and len(s.index) == 20
+    assert s.channel.shape == (50,) and np.all(np.diff(s.index) > 0)
+    enc = model.encode(images[s.index].astype("float32") / 255.0)
+    expected = enc["mu"][np.arange(20), enc["channel"]]
+    np.testing.assert_allclose(s.points, expected, rtol=1e-4, atol=1e-5)
+    assert s.report["channels"][0]["count"] == int((s.channel == 0).sum())
+
+
+def test_pca_2d():
+    rng = np.random.default_rng(0)
+    pts = rng.standard_normal((200, 5)) * np.array([5.0, 2.0, 0.1, 0.1, 0.1])
+    xy, axes, ratio = pca_2d(pts)
+    assert xy.shape == (200, 2) and axes.shape == (2, 5)
+    assert abs(axes[0, 0]) > 0.99 and abs(axes[1, 1]) > 0.99
+    assert ratio.sum() > 0.99
+    same, _, _ = pca_2d(pts[:, :2])
+    np.testing.assert_allclose(same, pts[:, :2])
+
+
+def test_training_curves_from_csv(tmp_path):
+    csv_path = tmp_path / "history.csv"
+    keys = ["epoch"] + list(HISTORY)
+    rows = [",".join(keys)] + [
+        ",".join([str(i)] + [str(HISTORY[k][i]) for k in HISTORY]) for i in range(3)
+    ]
+    csv_path.write_text("\n".join(rows) + "\n")
+    h = load_history(csv_path)
+    assert h["epoch"] == [0.0, 1.0, 2.0] and h["val_loss"] == HISTORY["val_loss"]
+    path = plot_training_curves(csv_path, tmp_path / "curves.png")
+    assert path.stat().st_size > 2000
