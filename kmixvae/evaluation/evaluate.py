@@ -113,8 +113,6 @@ def iwae_log_px(
     log_pi = np.asarray(ops.convert_to_numpy(model.prior.log_pi(model.channel_mask)), np.float64)
     prior_m = np.asarray(ops.convert_to_numpy(model.prior.prior_means), np.float64)
     prior_ls = np.asarray(ops.convert_to_numpy(model.prior.prior_log_scales), np.float64)
-    head = model.decoder.head
-    x_t = ops.convert_to_tensor(x.astype("float32"))
     rows = np.arange(b)[:, None]
     chunk = max(1, max_decodes // max(b, 1))
     log_w = []
@@ -129,11 +127,7 @@ def iwae_log_px(
         log_q_z = -0.5 * np.sum(eps * eps, axis=-1) - np.sum(ls_c, axis=-1) - 0.5 * d * _LOG_2PI
         log_p_z = _log_normal(z, prior_m[c], prior_ls[c])
         log_q_c = np.log(np.maximum(q[rows, c], 1e-30))
-        params = model.decoder(
-            ops.convert_to_tensor(z.reshape(b * s, d).astype("float32")),
-            ops.convert_to_tensor(c.reshape(b * s).astype("int32")),
-        )
-        nll = ops.convert_to_numpy(head.nll(ops.repeat(x_t, s, axis=0), params))
+        nll = model.decode_nll(z.reshape(b * s, d), c.reshape(b * s), np.repeat(x, s, axis=0))
         log_px_z = -np.asarray(nll, np.float64).reshape(b, s)
         log_w.append(log_pi[c] + log_p_z + log_px_z - log_q_c - log_q_z)
     log_w = np.concatenate(log_w, axis=1)

@@ -5,4 +5,11 @@ from kmixvae.layers.film import FiLM
 from kmixvae.layers.mixture_prior import MixturePrior
 from kmixvae.layers.output_heads import Bernoulli, Gaussian, HeteroscedasticGaussian
 
-__all__ = ["Bernoulli", "ChannelEmbedding", "FiLM", "Gaussian", "HeteroscedasticGaussian", "MixturePrior"]
+__all__ = [
+    "Bernoulli",
+    "ChannelEmbedding",
+    "FiLM",
+    "Gaussian",
+    "HeteroscedasticGaussian",
+    "MixturePrior",
+]

@@ -46,7 +46,7 @@ class FiLM(keras.layers.Layer):
     def call(self, features, embedding):
         params = self.projection(embedding)
         delta, beta = ops.split(params, 2, axis=-1)
-        shape = [ops.shape(features)[0]] + [1] * (len(features.shape) - 2) + [features.shape[-1]]
+        shape = [-1] + [1] * (len(features.shape) - 2) + [features.shape[-1]]
         delta = ops.reshape(delta, shape)
         beta = ops.reshape(beta, shape)
         return features * (1.0 + delta) + beta

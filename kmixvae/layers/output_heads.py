@@ -22,11 +22,16 @@ def depth_to_space(x, block):
     Lets the last convolution run at 1/b of the output resolution, where
     convolutions with few output filters are far cheaper on CPU.
     """
-    n, h, w, c = ops.shape(x)
+    h, w, c = (x.shape[i] if x.shape[i] is not None else ops.shape(x)[i] for i in (1, 2, 3))
     p = c // (block * block)
-    x = ops.reshape(x, (n, h, w, block, block, p))
+    x = ops.reshape(x, (-1, h, w, block, block, p))
     x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
-    return ops.reshape(x, (n, h * block, w * block, p))
+    return ops.reshape(x, (-1, h * block, w * block, p))
+
+
+def _sum_per_image(t):
+    """Sums a `(N, H, W, C)` tensor over everything but the batch axis."""
+    return ops.sum(t, axis=tuple(range(1, len(t.shape))))
 
 
 class _OutputHead(keras.layers.Layer):
@@ -147,7 +152,7 @@ class HeteroscedasticGaussian(_OutputHead):
         per_pixel = 0.5 * ops.square((x - mean) / sigma) + ops.log(sigma) + _HALF_LOG_2PI
         if self.nll_beta > 0:
             per_pixel = per_pixel * ops.stop_gradient(ops.power(sigma, 2.0 * self.nll_beta))
-        return ops.sum(ops.reshape(per_pixel, (ops.shape(x)[0], -1)), axis=-1)
+        return _sum_per_image(per_pixel)
 
     def get_config(self):
         config = super().get_config()
@@ -189,7 +194,7 @@ class Bernoulli(_OutputHead):
         x = ops.cast(x, "float32")
         # Stable BCE with logits: max(l, 0) - l * x + log(1 + exp(-|l|)).
         per_pixel = ops.relu(logits) - logits * x + ops.log1p(ops.exp(-ops.abs(logits)))
-        return ops.sum(ops.reshape(per_pixel, (ops.shape(x)[0], -1)), axis=-1)
+        return _sum_per_image(per_pixel)
 
 
 @keras.saving.register_keras_serializable(package="kmixvae")
@@ -233,7 +238,7 @@ class Gaussian(_OutputHead):
         x = ops.cast(x, "float32")
         per_pixel = 0.5 * ops.square((x - self.mean(params)) / self.fixed_sigma)
         per_pixel = per_pixel + math.log(self.fixed_sigma) + _HALF_LOG_2PI
-        return ops.sum(ops.reshape(per_pixel, (ops.shape(x)[0], -1)), axis=-1)
+        return _sum_per_image(per_pixel)
 
     def get_config(self):
         config = super().get_config()

@@ -14,6 +14,13 @@ from kmixvae.models.decoder import Decoder
 from kmixvae.models.encoder import Encoder
 
 
+class _InferenceCache:
+    """Holds the compiled inference models, out of Keras' tracking."""
+
+    def __init__(self):
+        self.models = {}
+
+
 def _scale_for_replicas(value):
     """Divides a per-replica loss by the replica count under `tf.distribute`."""
     from keras.src.losses.loss import scale_loss_for_distribution
@@ -258,10 +265,50 @@ class MixtureVAE(keras.Model):
 
     # ------------------------------------------------------------------ inference
 
-    def _batches(self, x, batch_size):
-        x = np.asarray(x, dtype="float32")
-        for start in range(0, len(x), batch_size):
-            yield x[start : start + batch_size]
+    # Compiled inference: small functional models over the same layers, run
+    # with `predict_on_batch` (tf.function / jax.jit) on batches padded to one
+    # shape, so nothing recompiles batch to batch. They live in a plain object
+    # so that Keras does not track (or save) them.
+
+    def _inference_model(self, name):
+        cache = self.__dict__.setdefault("_inference", _InferenceCache())
+        if name not in cache.models:
+            if name == "encode":
+                x_in = keras.Input(self.decoder.image_shape, name="x")
+                logits, mu, log_var = self.encoder(x_in)
+                cache.models[name] = keras.Model(x_in, [logits, mu, log_var])
+            elif name == "decode":
+                z_in = keras.Input((self.latent_dim,), name="z")
+                c_in = keras.Input((), dtype="int32", name="channel")
+                params = self.decoder(z_in, c_in)
+                head = self.decoder.head
+                sigma = head.sigma(params)
+                outputs = [head.mean(params)] + ([sigma] if sigma is not None else [])
+                cache.models[name] = keras.Model([z_in, c_in], outputs)
+            elif name == "nll":
+                z_in = keras.Input((self.latent_dim,), name="z")
+                c_in = keras.Input((), dtype="int32", name="channel")
+                x_in = keras.Input(self.decoder.image_shape, name="x")
+                nll = self.decoder.head.nll(x_in, self.decoder(z_in, c_in))
+                cache.models[name] = keras.Model([z_in, c_in, x_in], nll)
+        return cache.models[name]
+
+    def _run(self, name, arrays, batch_size):
+        """Runs a compiled inference model over arrays in padded batches; returns numpy outputs."""
+        model = self._inference_model(name)
+        n = len(arrays[0])
+        outs = None
+        for start in range(0, n, batch_size):
+            chunk = [a[start : start + batch_size] for a in arrays]
+            m = len(chunk[0])
+            size = batch_size if n > batch_size else m
+            if m < size:
+                chunk = [np.concatenate([a, np.repeat(a[-1:], size - m, axis=0)]) for a in chunk]
+            res = model.predict_on_batch(chunk if len(chunk) > 1 else chunk[0])
+            res = res if isinstance(res, (list, tuple)) else [res]
+            res = [np.asarray(r)[:m] for r in res]
+            outs = [[r] for r in res] if outs is None else [o + [r] for o, r in zip(outs, res)]
+        return [np.concatenate(o) for o in outs]
 
     def encode(self, x, batch_size: int = 512) -> dict:
         """Posterior of the channel and of the latents, streamed in batches.
@@ -271,18 +318,16 @@ class MixtureVAE(keras.Model):
             `mu` and `var` `(N, K, d)` per-channel posterior means and
             variances, `channel` `(N,)` = argmax q(c|x).
         """
-        out = {"q": [], "mu": [], "var": []}
-        for xb in self._batches(x, batch_size):
-            q, mu, log_var = self._posteriors(ops.convert_to_tensor(xb), training=False)
-            k = self.num_channels
-            mu = ops.broadcast_to(mu, (ops.shape(mu)[0], k, self.latent_dim))
-            log_var = ops.broadcast_to(log_var, (ops.shape(log_var)[0], k, self.latent_dim))
-            out["q"].append(ops.convert_to_numpy(q))
-            out["mu"].append(ops.convert_to_numpy(mu))
-            out["var"].append(ops.convert_to_numpy(ops.exp(log_var)))
-        result = {key: np.concatenate(v) for key, v in out.items()}
-        result["channel"] = result["q"].argmax(axis=1).astype("int64")
-        return result
+        x = np.asarray(x, dtype="float32")
+        logits, mu, log_var = self._run("encode", [x], batch_size)
+        mask = np.asarray(ops.convert_to_numpy(self.channel_mask)) > 0.5
+        logits = np.where(mask[None], logits.astype("float64"), -np.inf)
+        q = np.exp(logits - logits.max(axis=1, keepdims=True))
+        q = (q / q.sum(axis=1, keepdims=True)).astype("float32")
+        k = self.num_channels
+        mu = np.broadcast_to(mu, (len(x), k, self.latent_dim)).astype("float32")
+        var = np.exp(np.broadcast_to(log_var, (len(x), k, self.latent_dim))).astype("float32")
+        return {"q": q, "mu": mu, "var": var, "channel": q.argmax(axis=1).astype("int64")}
 
     def decode(self, z, channels, batch_size: int = 512) -> dict:
         """Decodes latents `(N, d)` with channels `(N,)` (or one int).
@@ -290,25 +335,27 @@ class MixtureVAE(keras.Model):
         Returns:
             dict with `mean` `(N, H, W, C)` and, for heads with one, `sigma`.
         """
-        z = np.asarray(z, "float32")
-        channels = np.broadcast_to(np.asarray(channels, "int32"), (len(z),))
+        z = np.asarray(z, "float32").reshape(-1, self.latent_dim)
+        channels = np.ascontiguousarray(np.broadcast_to(np.asarray(channels, "int32"), (len(z),)))
         bad = channels[(channels < 0) | (channels >= self.num_channels)]
         if bad.size:
             raise ValueError(f"channel {int(bad[0])} is out of range 0..{self.num_channels - 1}")
-        means, sigmas = [], []
-        for start in range(0, len(z), batch_size):
-            params = self.decoder(
-                ops.convert_to_tensor(z[start : start + batch_size]),
-                ops.convert_to_tensor(channels[start : start + batch_size]),
-            )
-            means.append(ops.convert_to_numpy(self.decoder.head.mean(params)))
-            sigma = self.decoder.head.sigma(params)
-            if sigma is not None:
-                sigmas.append(ops.convert_to_numpy(sigma))
-        out = {"mean": np.concatenate(means)}
-        if sigmas:
-            out["sigma"] = np.concatenate(sigmas)
+        outs = self._run("decode", [z, channels], batch_size)
+        out = {"mean": outs[0]}
+        if len(outs) > 1:
+            out["sigma"] = outs[1]
         return out
+
+    def decode_nll(self, z, channels, x, batch_size: int = 2048) -> np.ndarray:
+        """-log p(x | z, c) in nats per image, compiled; `z` `(N, d)`, `channels` `(N,)`, `x` `(N, H, W, C)`."""
+        z = np.asarray(z, "float32").reshape(-1, self.latent_dim)
+        channels = np.ascontiguousarray(np.broadcast_to(np.asarray(channels, "int32"), (len(z),)))
+        return self._run("nll", [z, channels, np.asarray(x, "float32")], batch_size)[0]
+
+    def _batches(self, x, batch_size):
+        x = np.asarray(x, dtype="float32")
+        for start in range(0, len(x), batch_size):
+            yield x[start : start + batch_size]
 
     def reconstruct(self, x, batch_size: int = 512) -> dict:
         """Reconstructs images with their chosen channel and its posterior mean."""
