@@ -74,6 +74,7 @@ class PriorConfig:
 class EncoderConfig:
     filters: list[int] = _opt([32, 64], lo=1)
     dense_units: int = _opt(256, lo=1)
+    batch_norm: bool = _opt(False)
 
 
 @dataclass
@@ -106,6 +107,16 @@ class LossConfig:
     kl_warmup_epochs: int = _opt(
         0, lo=0, doc="linear warm-up of the KL weights over this many epochs"
     )
+    elbo_weight: float = _opt(1.0, lo=0.0, doc="weight of the negative ELBO in the loss")
+    elbo_subbatch: Optional[int] = _opt(
+        None, lo=1, doc="decode only the first n images of each batch for the ELBO (null = all)"
+    )
+    confidence_weight: float = _opt(0.0, doc="weight on the mean per-image entropy H(q(c|x))")
+    iic_weight: float = _opt(
+        0.0, lo=0.0, doc="weight on -I(c; c') between q(c|x) and q(c|aug x) (IIC)"
+    )
+    augment_rotation: float = _opt(15.0, lo=0.0, hi=180.0, doc="degrees, for iic_weight > 0")
+    augment_shift: float = _opt(0.1, lo=0.0, hi=0.5, doc="fraction of the size, for iic_weight > 0")
 
 
 @dataclass

@@ -20,6 +20,7 @@ class Encoder(keras.layers.Layer):
         layout: `"decentralized"` or `"shared"`.
         filters: list of int. Filters of the stride-2 conv layers.
         dense_units: int. Width of the dense layer after the trunk.
+        batch_norm: bool. Batch-normalise the trunk (conv/dense without bias, then BN, then ReLU).
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -44,6 +45,7 @@ class Encoder(keras.layers.Layer):
         layout="decentralized",
         filters=(32, 64),
         dense_units=256,
+        batch_norm=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -54,14 +56,29 @@ class Encoder(keras.layers.Layer):
         self.layout = layout
         self.filters = [int(f) for f in filters]
         self.dense_units = int(dense_units)
+        self.batch_norm = bool(batch_norm)
+        act = None if self.batch_norm else "relu"
         self.convs = [
             keras.layers.Conv2D(
-                f, 3, strides=2, padding="same", activation="relu", name=f"conv_{i}"
+                f,
+                3,
+                strides=2,
+                padding="same",
+                activation=act,
+                use_bias=not self.batch_norm,
+                name=f"conv_{i}",
             )
             for i, f in enumerate(self.filters)
         ]
         self.flatten = keras.layers.Flatten()
-        self.dense = keras.layers.Dense(self.dense_units, activation="relu", name="dense")
+        self.dense = keras.layers.Dense(
+            self.dense_units, activation=act, use_bias=not self.batch_norm, name="dense"
+        )
+        self.norms = (
+            [keras.layers.BatchNormalization(name=f"bn_{i}") for i in range(len(self.filters) + 1)]
+            if self.batch_norm
+            else []
+        )
         self.channel_logits = keras.layers.Dense(self.num_channels, name="channel_logits")
         heads = self.num_channels if layout == "decentralized" else 1
         self._heads = heads
@@ -72,21 +89,29 @@ class Encoder(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = tuple(input_shape)
-        for conv in self.convs:
+        for i, conv in enumerate(self.convs):
             conv.build(shape)
             shape = conv.compute_output_shape(shape)
+            if self.norms:
+                self.norms[i].build(shape)
         shape = self.flatten.compute_output_shape(shape)
         self.dense.build(shape)
         shape = (shape[0], self.dense_units)
+        if self.norms:
+            self.norms[-1].build(shape)
         for head in (self.channel_logits, self.mu_head, self.log_var_head):
             head.build(shape)
         self.built = True
 
     def call(self, x, training=False):
         h = x
-        for conv in self.convs:
+        for i, conv in enumerate(self.convs):
             h = conv(h)
+            if self.norms:
+                h = ops.relu(self.norms[i](h, training=training))
         h = self.dense(self.flatten(h))
+        if self.norms:
+            h = ops.relu(self.norms[-1](h, training=training))
         logits = self.channel_logits(h)
         mu = ops.reshape(self.mu_head(h), (-1, self._heads, self.latent_dim))
         log_var = ops.reshape(self.log_var_head(h), (-1, self._heads, self.latent_dim))
@@ -101,6 +126,7 @@ class Encoder(keras.layers.Layer):
                 "layout": self.layout,
                 "filters": self.filters,
                 "dense_units": self.dense_units,
+                "batch_norm": self.batch_norm,
             }
         )
         return config

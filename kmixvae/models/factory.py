@@ -67,6 +67,7 @@ def build_model(config: Config, image_shape: tuple[int, int, int]) -> MixtureVAE
         layout=m.latent.layout,
         filters=m.encoder.filters,
         dense_units=m.encoder.dense_units,
+        batch_norm=m.encoder.batch_norm,
         name="encoder",
     )
     decoder = Decoder(
@@ -92,6 +93,12 @@ def build_model(config: Config, image_shape: tuple[int, int, int]) -> MixtureVAE
         decoder=decoder,
         prior=prior,
         diversity_weight=config.loss.diversity_weight,
+        confidence_weight=config.loss.confidence_weight,
+        elbo_weight=config.loss.elbo_weight,
+        elbo_subbatch=config.loss.elbo_subbatch,
+        iic_weight=config.loss.iic_weight,
+        augment_rotation=config.loss.augment_rotation,
+        augment_shift=config.loss.augment_shift,
         active_channels=initial_channels(config),
         seed=config.seed,
         name="mixture_vae",

@@ -14,6 +14,18 @@ from kmixvae.models.decoder import Decoder
 from kmixvae.models.encoder import Encoder
 
 
+def _iic_mutual_information(q, q_aug):
+    """I(c; c') of the symmetrised joint of two views' channel posteriors (IIC, Ji et al. 2019)."""
+    n = ops.cast(ops.shape(q)[0], "float32")
+    joint = ops.matmul(ops.transpose(q), q_aug) / n
+    joint = _mean_over_replicas(joint)
+    joint = 0.5 * (joint + ops.transpose(joint))
+    joint = ops.maximum(joint, 1e-8)
+    p_i = ops.sum(joint, axis=1, keepdims=True)
+    p_j = ops.sum(joint, axis=0, keepdims=True)
+    return ops.sum(joint * (ops.log(joint) - ops.log(p_i) - ops.log(p_j)))
+
+
 class _InferenceCache:
     """Holds the compiled inference models, out of Keras' tracking."""
 
@@ -84,6 +96,11 @@ class MixtureVAE(keras.Model):
         prior,
         diversity_weight=0.0,
         confidence_weight=0.0,
+        elbo_weight=1.0,
+        elbo_subbatch=None,
+        iic_weight=0.0,
+        augment_rotation=15.0,
+        augment_shift=0.1,
         active_channels=None,
         seed=0,
         **kwargs,
@@ -96,7 +113,31 @@ class MixtureVAE(keras.Model):
         self.latent_dim = prior.latent_dim
         self.diversity_weight = float(diversity_weight)
         self.confidence_weight = float(confidence_weight)
+        self.elbo_weight = float(elbo_weight)
+        self.elbo_subbatch = int(elbo_subbatch) if elbo_subbatch else None
+        self.iic_weight = float(iic_weight)
+        self.augment_rotation = float(augment_rotation)
+        self.augment_shift = float(augment_shift)
         self.seed = int(seed)
+        self.augment = (
+            [
+                keras.layers.RandomRotation(
+                    self.augment_rotation / 360.0,
+                    fill_mode="constant",
+                    seed=self.seed + 1,
+                    name="aug_rotation",
+                ),
+                keras.layers.RandomTranslation(
+                    self.augment_shift,
+                    self.augment_shift,
+                    fill_mode="constant",
+                    seed=self.seed + 2,
+                    name="aug_translation",
+                ),
+            ]
+            if self.iic_weight > 0
+            else []
+        )
         if active_channels is None:
             active_channels = list(range(self.num_channels))
         self._active = self._check_channels(active_channels)
@@ -204,21 +245,44 @@ class MixtureVAE(keras.Model):
         x = ops.cast(x, "float32")
         active = self._active
         k = len(active)
-        q, mu, log_var = self._posteriors(x, training=training)
+        batch = ops.shape(x)[0]
+        q_aug = None
+        if training and self.augment:
+            x_aug = x
+            for layer in self.augment:
+                x_aug = layer(x_aug, training=True)
+            q2, mu, log_var = self._posteriors(
+                ops.concatenate([x, x_aug], axis=0), training=training
+            )
+            q, q_aug = q2[:batch], q2[batch:]
+            mu, log_var = mu[:batch], log_var[:batch]
+        else:
+            q, mu, log_var = self._posteriors(x, training=training)
+        kl_c = self.prior.kl_c(q, self.channel_mask)
+        q_all = q
+        if self.elbo_subbatch is not None and training:
+            # An unbiased estimate of the mean ELBO at a fraction of the decoder cost.
+            n = self.elbo_subbatch
+            x, q, mu, log_var = x[:n], q[:n], mu[:n], log_var[:n]
+            batch = ops.shape(x)[0]
         mu_a, log_var_a = self._select(mu, active), self._select(log_var, active)
         eps = keras.random.normal(ops.shape(mu_a), seed=self.seed_generator)
         z = mu_a + ops.exp(0.5 * log_var_a) * eps
-        batch = ops.shape(x)[0]
         channels = ops.tile(ops.convert_to_tensor(list(active), dtype="int32"), (batch,))
         params = self.decoder(ops.reshape(z, (-1, self.latent_dim)), channels)
         nll = self.decoder.head.nll(ops.repeat(x, k, axis=0), params)
-        return {
-            "q": q,
-            "q_active": ops.take(q, ops.convert_to_tensor(list(active), dtype="int32"), axis=1),
+        idx = ops.convert_to_tensor(list(active), dtype="int32")
+        terms = {
+            "q": q_all,
+            "q_active": ops.take(q, idx, axis=1),
             "nll": ops.reshape(nll, (-1, k)),
             "kl_z": self.prior.kl_z(mu_a, log_var_a, channels=active),
-            "kl_c": self.prior.kl_c(q, self.channel_mask),
+            "kl_c": kl_c,
         }
+        if q_aug is not None:
+            terms["q_all_active"] = ops.take(q_all, idx, axis=1)
+            terms["q_aug_active"] = ops.take(q_aug, idx, axis=1)
+        return terms
 
     def loss_terms(self, terms):
         """Reduces the per-image terms of `call` to the batch loss and its parts."""
@@ -227,32 +291,41 @@ class MixtureVAE(keras.Model):
         recon = ops.sum(q_a * terms["nll"], axis=-1)
         kl_z = ops.sum(q_a * terms["kl_z"], axis=-1)
         kl_c = terms["kl_c"]
-        nelbo = recon + kl_z + kl_c
         p_bar = _mean_over_replicas(ops.mean(terms["q"], axis=0))
         usage_entropy = -ops.sum(p_bar * ops.log(ops.maximum(p_bar, 1e-12)))
-        per_image_entropy = -ops.sum(q_a * ops.log(ops.maximum(q_a, 1e-12)), axis=-1)
+        q_full = terms["q"]
+        per_image_entropy = -ops.sum(q_full * ops.log(ops.maximum(q_full, 1e-12)), axis=-1)
+        nelbo = ops.mean(recon) + ops.mean(kl_z) + ops.mean(kl_c)
         loss = (
-            ops.mean(recon + w * (kl_z + kl_c))
+            self.elbo_weight * (ops.mean(recon) + w * (ops.mean(kl_z) + ops.mean(kl_c)))
             + self.diversity_weight * usage_entropy
             + self.confidence_weight * ops.mean(per_image_entropy)
         )
-        return {
-            "loss": loss,
-            "nelbo": ops.mean(nelbo),
-            "recon": ops.mean(recon),
-            "kl_z": ops.mean(kl_z),
-            "kl_c": ops.mean(kl_c),
-            "usage_entropy": usage_entropy,
-            "confidence_entropy": ops.mean(per_image_entropy),
-            "usage": ops.mean(terms["q"], axis=0),
-        }
+        out = {}
+        if "q_aug_active" in terms:
+            mi = _iic_mutual_information(terms["q_all_active"], terms["q_aug_active"])
+            loss = loss - self.iic_weight * mi
+            out["iic_mi"] = mi
+        out.update(
+            {
+                "loss": loss,
+                "nelbo": nelbo,
+                "recon": ops.mean(recon),
+                "kl_z": ops.mean(kl_z),
+                "kl_c": ops.mean(kl_c),
+                "usage_entropy": usage_entropy,
+                "confidence_entropy": ops.mean(per_image_entropy),
+                "usage": ops.mean(terms["q"], axis=0),
+            }
+        )
+        return out
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         parts = self.loss_terms(y_pred)
         for name, tracker in self.trackers.items():
             if name == "active_channels":
                 tracker.update_state(ops.sum(self.channel_mask))
-            else:
+            elif name in parts:
                 tracker.update_state(parts[name])
         usage = parts["usage"]
         for c, tracker in enumerate(self.usage_trackers):
@@ -419,6 +492,10 @@ class MixtureVAE(keras.Model):
             "prior": {"pi": self.prior.pi, "means": self.prior.means, "scales": self.prior.scales},
             "diversity_weight": self.diversity_weight,
             "confidence_weight": self.confidence_weight,
+            "elbo_weight": self.elbo_weight,
+            "elbo_subbatch": self.elbo_subbatch,
+            "iic_weight": self.iic_weight,
+            "encoder_batch_norm": self.encoder.batch_norm,
         }
         if hasattr(head, "sigma_min"):
             info["sigma_bounds"] = [head.sigma_min, head.sigma_max]
@@ -444,6 +521,11 @@ class MixtureVAE(keras.Model):
                 "prior": keras.layers.serialize(self.prior),
                 "diversity_weight": self.diversity_weight,
                 "confidence_weight": self.confidence_weight,
+                "elbo_weight": self.elbo_weight,
+                "elbo_subbatch": self.elbo_subbatch,
+                "iic_weight": self.iic_weight,
+                "augment_rotation": self.augment_rotation,
+                "augment_shift": self.augment_shift,
                 "active_channels": list(self._active),
                 "seed": self.seed,
             }
