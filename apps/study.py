@@ -289,8 +289,9 @@ def main(argv=None) -> int:
         print(f"error: --only {unknown[0]!r} is not a variant of the grid", file=sys.stderr)
         return 2
     if not args.report_only:
-        for variant in args.only or grid["variants"]:
-            for seed in grid["seeds"]:
+        # Seed-major order: every variant gets its first seed before any gets a second.
+        for seed in grid["seeds"]:
+            for variant in args.only or grid["variants"]:
                 run_one(grid, variant, seed)
     command = f"python apps/study.py --grid {args.grid}"
     doc = write_report(grid, collect(grid), command)
