@@ -55,6 +55,9 @@ class DataConfig:
     val_split: str = _opt("test")
     batch_size: int = _opt(128, lo=1, doc="global batch size (across all replicas)")
     shuffle_buffer: int = _opt(10000, lo=0)
+    neighbors: int = _opt(
+        0, lo=0, doc="k of the pixel-space k-NN graph that pairs training images (0 = no pairs)"
+    )
 
 
 @dataclass
@@ -75,6 +78,7 @@ class EncoderConfig:
     filters: list[int] = _opt([32, 64], lo=1)
     dense_units: int = _opt(256, lo=1)
     batch_norm: bool = _opt(False)
+    batch_norm_momentum: float = _opt(0.99, lo=0.0, hi=1.0)
 
 
 @dataclass
@@ -117,6 +121,15 @@ class LossConfig:
     )
     augment_rotation: float = _opt(15.0, lo=0.0, hi=180.0, doc="degrees, for iic_weight > 0")
     augment_shift: float = _opt(0.1, lo=0.0, hi=0.5, doc="fraction of the size, for iic_weight > 0")
+    neighbor_weight: float = _opt(
+        0.0, lo=0.0, doc="weight on -log <q(c|x), q(c|aug x_nbr)> (needs data.neighbors > 0)"
+    )
+    elbo_assignment_gradient: bool = _opt(
+        True, doc="false: the ELBO trains the channels' VAEs but not q(c|x)"
+    )
+    elbo_start_epoch: int = _opt(
+        0, lo=0, doc="training skips decoding (the ELBO) before this epoch"
+    )
 
 
 @dataclass
@@ -149,6 +162,7 @@ class TrainingConfig:
     optimizer: str = _opt("adam", choices=("adam", "adamw", "sgd", "rmsprop"))
     learning_rate: float = _opt(1e-3, lo=0.0)
     lr_schedule: str = _opt("constant", choices=("constant", "cosine"))
+    lr_final: float = _opt(0.0, lo=0.0, doc="cosine schedule: the final learning rate")
     clipnorm: Optional[float] = _opt(None, lo=0.0)
     early_stopping: EarlyStoppingConfig = _sub(EarlyStoppingConfig)
 
@@ -305,8 +319,22 @@ def validate(config: Config) -> Config:
                     f"curriculum.unlock_epochs: {len(cur.unlock_epochs)} epochs listed, but "
                     f"{needed} unlocks are needed to go from {cur.start_channels} to {max_ch}"
                 )
-    if config.training.lr_schedule != "constant" and config.training.steps_per_epoch is None:
-        pass  # the schedule length is derived from the dataset size at fit time
+    if config.loss.neighbor_weight > 0 and config.data.neighbors == 0:
+        raise ConfigError(
+            f"loss.neighbor_weight: {config.loss.neighbor_weight} needs neighbour pairs; "
+            "set data.neighbors (e.g. 20)"
+        )
+    if config.data.neighbors > 0 and config.loss.neighbor_weight == 0:
+        raise ConfigError(
+            f"data.neighbors: {config.data.neighbors} pairs images for loss.neighbor_weight, which is 0"
+        )
+    if config.training.lr_final > config.training.learning_rate:
+        raise ConfigError(
+            f"training.lr_final: {config.training.lr_final} exceeds training.learning_rate "
+            f"({config.training.learning_rate})"
+        )
+    if config.training.lr_schedule == "constant" and config.training.lr_final > 0:
+        raise ConfigError("training.lr_final: only used by lr_schedule 'cosine'")
     return config
 
 

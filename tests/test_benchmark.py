@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ TINY = [
 def bench():
     spec = importlib.util.spec_from_file_location("benchmark", REPO_ROOT / "apps" / "benchmark.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -97,6 +97,52 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def make_neighbor_dataset(
+    images: np.ndarray,
+    neighbors: np.ndarray,
+    batch_size: int = 128,
+    *,
+    seed: Optional[int] = None,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Shuffled training batches of `{"x": x, "neighbor": x_nbr}` in [0, 1].
+
+    Each epoch pairs every image with one of its precomputed neighbours,
+    drawn anew (see `kmixvae.data.neighbors.pixel_neighbors`).
+
+    Args:
+        images: uint8 `[N, H, W, C]` (or float in [0, 1]).
+        neighbors: int `[N, k]` neighbour indices.
+        batch_size: examples per batch.
+        seed: shuffle and draw seed.
+        drop_remainder: drop the last, smaller batch.
+
+    Returns:
+        A prefetched dataset of dicts of float32 `[B, H, W, C]` batches.
+    """
+    images = np.asarray(images)
+    neighbors = np.asarray(neighbors, dtype="int64")
+    if neighbors.ndim != 2 or len(neighbors) != len(images):
+        raise DataError(f"neighbors: expected shape ({len(images)}, k), got {neighbors.shape}")
+    scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
+    table = tf.constant(images)
+    nbr = tf.constant(neighbors)
+    k = neighbors.shape[1]
+    n = len(images)
+    ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    gen = tf.random.Generator.from_seed(0 if seed is None else seed)
+
+    def pair(idx):
+        pick = gen.uniform(tf.shape(idx), 0, k, dtype=tf.int64)
+        j = tf.gather_nd(nbr, tf.stack([idx, pick], axis=1))
+        x = tf.cast(tf.gather(table, idx), tf.float32) * scale
+        x_nbr = tf.cast(tf.gather(table, j), tf.float32) * scale
+        return {"x": x, "neighbor": x_nbr}
+
+    return ds.map(pair).prefetch(tf.data.AUTOTUNE)
+
+
 @dataclass
 class DataBundle:
     """The training and validation data of a run, as numpy arrays.

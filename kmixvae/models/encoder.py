@@ -20,6 +20,8 @@ class Encoder(keras.layers.Layer):
         layout: `"decentralized"` or `"shared"`.
         filters: list of int. Filters of the stride-2 conv layers.
         dense_units: int. Width of the dense layer after the trunk.
+        batch_norm_momentum: float. Momentum of the moving statistics (with few
+            steps per epoch, 0.9 keeps evaluation-mode statistics current).
         batch_norm: bool. Batch-normalise the trunk (conv/dense without bias, then BN, then ReLU).
         **kwargs: standard `keras.layers.Layer` arguments.
 
@@ -46,6 +48,7 @@ class Encoder(keras.layers.Layer):
         filters=(32, 64),
         dense_units=256,
         batch_norm=False,
+        batch_norm_momentum=0.99,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -57,6 +60,7 @@ class Encoder(keras.layers.Layer):
         self.filters = [int(f) for f in filters]
         self.dense_units = int(dense_units)
         self.batch_norm = bool(batch_norm)
+        self.batch_norm_momentum = float(batch_norm_momentum)
         act = None if self.batch_norm else "relu"
         self.convs = [
             keras.layers.Conv2D(
@@ -75,7 +79,10 @@ class Encoder(keras.layers.Layer):
             self.dense_units, activation=act, use_bias=not self.batch_norm, name="dense"
         )
         self.norms = (
-            [keras.layers.BatchNormalization(name=f"bn_{i}") for i in range(len(self.filters) + 1)]
+            [
+                keras.layers.BatchNormalization(momentum=self.batch_norm_momentum, name=f"bn_{i}")
+                for i in range(len(self.filters) + 1)
+            ]
             if self.batch_norm
             else []
         )
@@ -127,6 +134,7 @@ class Encoder(keras.layers.Layer):
                 "filters": self.filters,
                 "dense_units": self.dense_units,
                 "batch_norm": self.batch_norm,
+                "batch_norm_momentum": self.batch_norm_momentum,
             }
         )
         return config

@@ -68,6 +68,7 @@ def build_model(config: Config, image_shape: tuple[int, int, int]) -> MixtureVAE
         filters=m.encoder.filters,
         dense_units=m.encoder.dense_units,
         batch_norm=m.encoder.batch_norm,
+        batch_norm_momentum=m.encoder.batch_norm_momentum,
         name="encoder",
     )
     decoder = Decoder(
@@ -97,6 +98,8 @@ def build_model(config: Config, image_shape: tuple[int, int, int]) -> MixtureVAE
         elbo_weight=config.loss.elbo_weight,
         elbo_subbatch=config.loss.elbo_subbatch,
         iic_weight=config.loss.iic_weight,
+        neighbor_weight=config.loss.neighbor_weight,
+        elbo_assignment_gradient=config.loss.elbo_assignment_gradient,
         augment_rotation=config.loss.augment_rotation,
         augment_shift=config.loss.augment_shift,
         active_channels=initial_channels(config),

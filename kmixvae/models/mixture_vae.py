@@ -99,6 +99,8 @@ class MixtureVAE(keras.Model):
         elbo_weight=1.0,
         elbo_subbatch=None,
         iic_weight=0.0,
+        neighbor_weight=0.0,
+        elbo_assignment_gradient=True,
         augment_rotation=15.0,
         augment_shift=0.1,
         active_channels=None,
@@ -116,6 +118,9 @@ class MixtureVAE(keras.Model):
         self.elbo_weight = float(elbo_weight)
         self.elbo_subbatch = int(elbo_subbatch) if elbo_subbatch else None
         self.iic_weight = float(iic_weight)
+        self.neighbor_weight = float(neighbor_weight)
+        self.elbo_assignment_gradient = bool(elbo_assignment_gradient)
+        self.decode_in_training = True
         self.augment_rotation = float(augment_rotation)
         self.augment_shift = float(augment_shift)
         self.seed = int(seed)
@@ -135,7 +140,8 @@ class MixtureVAE(keras.Model):
                     name="aug_translation",
                 ),
             ]
-            if self.iic_weight > 0
+            if (self.iic_weight > 0 or self.neighbor_weight > 0)
+            and (self.augment_rotation > 0 or self.augment_shift > 0)
             else []
         )
         if active_channels is None:
@@ -240,26 +246,69 @@ class MixtureVAE(keras.Model):
             return ops.repeat(t, len(channels), axis=1)
         return ops.take(t, ops.convert_to_tensor(list(channels), dtype="int32"), axis=1)
 
-    def call(self, x, training=False):
-        """Runs the stochastic forward pass; returns the per-image loss terms."""
+    def _augment(self, x):
+        for layer in self.augment:
+            x = layer(x, training=True)
+        return x
+
+    def set_decode_in_training(self, enabled: bool) -> None:
+        """Turns the ELBO's decoding off (or on) in training steps; evaluation always decodes."""
+        enabled = bool(enabled)
+        if enabled != self.decode_in_training:
+            self.decode_in_training = enabled
+            if getattr(self, "train_function", None) is not None:
+                self.make_train_function(force=True)
+
+    def call(self, inputs, training=False):
+        """Runs the stochastic forward pass; returns the per-image loss terms.
+
+        `inputs` is a batch of images, or (training with neighbour pairs) a
+        dict `{"x": images, "neighbor": neighbour images}`.
+        """
+        x_nbr = None
+        if isinstance(inputs, dict):
+            x, x_nbr = inputs["x"], inputs.get("neighbor")
+        else:
+            x = inputs
         x = ops.cast(x, "float32")
         active = self._active
         k = len(active)
         batch = ops.shape(x)[0]
-        q_aug = None
-        if training and self.augment:
-            x_aug = x
-            for layer in self.augment:
-                x_aug = layer(x_aug, training=True)
-            q2, mu, log_var = self._posteriors(
-                ops.concatenate([x, x_aug], axis=0), training=training
-            )
-            q, q_aug = q2[:batch], q2[batch:]
-            mu, log_var = mu[:batch], log_var[:batch]
-        else:
-            q, mu, log_var = self._posteriors(x, training=training)
-        kl_c = self.prior.kl_c(q, self.channel_mask)
-        q_all = q
+        idx = ops.convert_to_tensor(list(active), dtype="int32")
+        views = [x]
+        want_aug = training and self.iic_weight > 0
+        want_nbr = training and self.neighbor_weight > 0 and x_nbr is not None
+        if want_aug:
+            views.append(self._augment(x))
+        if want_nbr:
+            views.append(self._augment(ops.cast(x_nbr, "float32")))
+        q_all, mu, log_var = self._posteriors(
+            ops.concatenate(views, axis=0) if len(views) > 1 else x, training
+        )
+        q, mu, log_var = q_all[:batch], mu[:batch], log_var[:batch]
+        extra = {}
+        view = 1
+        if want_aug:
+            extra["q_all_active"] = ops.take(q, idx, axis=1)
+            extra["q_aug_active"] = ops.take(q_all[view * batch : (view + 1) * batch], idx, axis=1)
+            view += 1
+        if want_nbr:
+            extra["q_self_active"] = ops.take(q, idx, axis=1)
+            extra["q_nbr_active"] = ops.take(q_all[view * batch : (view + 1) * batch], idx, axis=1)
+        q_elbo = q if self.elbo_assignment_gradient else ops.stop_gradient(q)
+        kl_c = self.prior.kl_c(q_elbo, self.channel_mask)
+        q_full = q
+        if training and not self.decode_in_training:
+            zeros = ops.zeros((batch, k), "float32")
+            return {
+                "q": q_full,
+                "q_active": ops.take(q_elbo, idx, axis=1),
+                "nll": zeros,
+                "kl_z": zeros,
+                "kl_c": kl_c,
+                **extra,
+            }
+        q = q_elbo
         if self.elbo_subbatch is not None and training:
             # An unbiased estimate of the mean ELBO at a fraction of the decoder cost.
             n = self.elbo_subbatch
@@ -271,18 +320,14 @@ class MixtureVAE(keras.Model):
         channels = ops.tile(ops.convert_to_tensor(list(active), dtype="int32"), (batch,))
         params = self.decoder(ops.reshape(z, (-1, self.latent_dim)), channels)
         nll = self.decoder.head.nll(ops.repeat(x, k, axis=0), params)
-        idx = ops.convert_to_tensor(list(active), dtype="int32")
-        terms = {
-            "q": q_all,
+        return {
+            "q": q_full,
             "q_active": ops.take(q, idx, axis=1),
             "nll": ops.reshape(nll, (-1, k)),
             "kl_z": self.prior.kl_z(mu_a, log_var_a, channels=active),
             "kl_c": kl_c,
+            **extra,
         }
-        if q_aug is not None:
-            terms["q_all_active"] = ops.take(q_all, idx, axis=1)
-            terms["q_aug_active"] = ops.take(q_aug, idx, axis=1)
-        return terms
 
     def loss_terms(self, terms):
         """Reduces the per-image terms of `call` to the batch loss and its parts."""
@@ -306,6 +351,10 @@ class MixtureVAE(keras.Model):
             mi = _iic_mutual_information(terms["q_all_active"], terms["q_aug_active"])
             loss = loss - self.iic_weight * mi
             out["iic_mi"] = mi
+        if "q_nbr_active" in terms:
+            agreement = ops.sum(terms["q_self_active"] * terms["q_nbr_active"], axis=-1)
+            loss = loss + self.neighbor_weight * ops.mean(-ops.log(agreement + 1e-7))
+            out["neighbor_agreement"] = ops.mean(agreement)
         out.update(
             {
                 "loss": loss,
@@ -495,6 +544,8 @@ class MixtureVAE(keras.Model):
             "elbo_weight": self.elbo_weight,
             "elbo_subbatch": self.elbo_subbatch,
             "iic_weight": self.iic_weight,
+            "neighbor_weight": self.neighbor_weight,
+            "elbo_assignment_gradient": self.elbo_assignment_gradient,
             "encoder_batch_norm": self.encoder.batch_norm,
         }
         if hasattr(head, "sigma_min"):
@@ -524,6 +575,8 @@ class MixtureVAE(keras.Model):
                 "elbo_weight": self.elbo_weight,
                 "elbo_subbatch": self.elbo_subbatch,
                 "iic_weight": self.iic_weight,
+                "neighbor_weight": self.neighbor_weight,
+                "elbo_assignment_gradient": self.elbo_assignment_gradient,
                 "augment_rotation": self.augment_rotation,
                 "augment_shift": self.augment_shift,
                 "active_channels": list(self._active),

@@ -38,6 +38,21 @@ class KLWarmup(keras.callbacks.Callback):
             logs["kl_weight"] = float(keras.ops.convert_to_numpy(self.model.kl_weight))
 
 
+class ElboStart(keras.callbacks.Callback):
+    """Skips the ELBO's decoding in training steps before epoch `start` (0-based).
+
+    The channel posterior learns first from the clustering terms alone, at
+    the cost of the encoder only; the compiled step is rebuilt once.
+    """
+
+    def __init__(self, start):
+        super().__init__()
+        self.start = int(start)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.set_decode_in_training(epoch >= self.start)
+
+
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds the optimizer's current learning rate to the epoch logs."""
 

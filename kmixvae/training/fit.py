@@ -191,6 +191,8 @@ def fit_run(
         callbacks.append(curriculum)
     if config.loss.kl_warmup_epochs > 0:
         callbacks.append(cb.KLWarmup(config.loss.kl_warmup_epochs))
+    if config.loss.elbo_start_epoch > 0:
+        callbacks.append(cb.ElboStart(config.loss.elbo_start_epoch))
     callbacks.append(cb.LearningRateLogger())
     if data.val_labels is not None:
         callbacks.append(
@@ -236,7 +238,20 @@ def fit_run(
     if config.output.tensorboard:
         callbacks.extend(_tensorboard_callbacks(config, path, data))
 
-    train_ds = data.train_dataset(seed=config.seed)
+    if config.data.neighbors > 0:
+        from kmixvae.data.neighbors import pixel_neighbors
+        from kmixvae.data.pipeline import make_neighbor_dataset
+
+        t_nbr = time.perf_counter()
+        neighbors = pixel_neighbors(data.train_images, config.data.neighbors)
+        log(
+            f"neighbour pairs: k={config.data.neighbors} in pixel space ({time.perf_counter() - t_nbr:.1f} s)"
+        )
+        train_ds = make_neighbor_dataset(
+            data.train_images, neighbors, config.data.batch_size, seed=config.seed
+        )
+    else:
+        train_ds = data.train_dataset(seed=config.seed)
     val_ds = data.val_dataset() if has_val else None
     t0 = time.perf_counter()
     try:

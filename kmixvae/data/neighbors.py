@@ -1,0 +1,46 @@
+"""Nearest neighbours in pixel space: the pairs of the neighbour-consistency term.
+
+Computed once from the training images (no labels): cosine similarity of
+centred, L2-normalised pixel vectors. On the 8,000 real MNIST images of
+`test[:80%]`, 91% of the 10 nearest neighbours of an image share its label
+(measured; labels are not used to build the graph).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pixel_neighbors(images: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
+    """The `k` nearest neighbours of every image (itself excluded), nearest first.
+
+    Args:
+        images: `(N, H, W, C)` images (uint8 or float).
+        k: int. Neighbours per image; `1 <= k < N`.
+        block: int. Rows of the similarity matrix computed at once (memory
+            is `block * N` floats).
+
+    Returns:
+        int64 `(N, k)` indices into `images`.
+
+    Example:
+
+    ```python
+    nbr = pixel_neighbors(train_images, k=20)   # (N, 20)
+    ```
+    """
+    n = len(images)
+    if not 1 <= k < n:
+        raise ValueError(f"k: {k} must be in 1..{n - 1} for {n} images")
+    f = np.asarray(images, dtype="float32").reshape(n, -1)
+    f = f - f.mean(axis=1, keepdims=True)
+    f /= np.linalg.norm(f, axis=1, keepdims=True) + 1e-8
+    out = np.empty((n, k), dtype="int64")
+    for start in range(0, n, block):
+        sim = f[start : start + block] @ f.T
+        rows = np.arange(sim.shape[0])
+        sim[rows, start + rows] = -np.inf
+        part = np.argpartition(-sim, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sim, part, axis=1), axis=1)
+        out[start : start + block] = np.take_along_axis(part, order, axis=1)
+    return out
