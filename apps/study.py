@@ -204,6 +204,7 @@ def write_report(grid: dict, results: dict, command: str) -> Path:
         f"Data: `{grid['data_dir']}` (real MNIST), trained on `{grid['train_split']}`, "
         f"evaluated on `{grid['eval_split']}`; seeds {grid['seeds']}. Labels are used only for evaluation.",
         "",
+        *([grid["note"], ""] if grid.get("note") else []),
         "Reproduce:",
         "",
         f"    {command}",

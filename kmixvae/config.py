@@ -125,7 +125,8 @@ class LossConfig:
         0.0, lo=0.0, doc="weight on -log <q(c|x), q(c|aug x_nbr)> (needs data.neighbors > 0)"
     )
     elbo_assignment_gradient: bool = _opt(
-        True, doc="false: the ELBO trains the channels' VAEs but not q(c|x)"
+        True,
+        doc="false: the ELBO trains the latent heads, decoder and prior, not q(c|x) nor the encoder trunk",
     )
     elbo_start_epoch: int = _opt(
         0, lo=0, doc="training skips decoding (the ELBO) before this epoch"

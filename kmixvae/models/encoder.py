@@ -28,6 +28,7 @@ class Encoder(keras.layers.Layer):
     Call arguments:
         x: `(B, H, W, C)` images in [0, 1].
         training: bool.
+        detach_latents: bool. Stop the latent heads' gradient into the trunk.
 
     Returns:
         `(logits, mu, log_var)` with shapes `(B, K)`, `(B, K or 1, d)`, `(B, K or 1, d)`.
@@ -110,7 +111,7 @@ class Encoder(keras.layers.Layer):
             head.build(shape)
         self.built = True
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, detach_latents=False):
         h = x
         for i, conv in enumerate(self.convs):
             h = conv(h)
@@ -120,6 +121,9 @@ class Encoder(keras.layers.Layer):
         if self.norms:
             h = ops.relu(self.norms[-1](h, training=training))
         logits = self.channel_logits(h)
+        if detach_latents:
+            # The latent heads learn on the trunk's features without training the trunk.
+            h = ops.stop_gradient(h)
         mu = ops.reshape(self.mu_head(h), (-1, self._heads, self.latent_dim))
         log_var = ops.reshape(self.log_var_head(h), (-1, self._heads, self.latent_dim))
         return logits, mu, log_var

@@ -171,6 +171,8 @@ class MixtureVAE(keras.Model):
                 "confidence_entropy",
                 "active_channels",
             )
+            + (("iic_mi",) if self.iic_weight > 0 else ())
+            + (("neighbor_agreement",) if self.neighbor_weight > 0 else ())
         }
         self.usage_trackers = [
             keras.metrics.Mean(name=f"usage_{c}") for c in range(self.num_channels)
@@ -233,7 +235,9 @@ class MixtureVAE(keras.Model):
     # ------------------------------------------------------------------ forward
 
     def _posteriors(self, x, training=False):
-        logits, mu, log_var = self.encoder(x, training=training)
+        logits, mu, log_var = self.encoder(
+            x, training=training, detach_latents=not self.elbo_assignment_gradient
+        )
         logits = ops.cast(logits, "float32")
         mask = ops.cast(self.channel_mask, "bool")
         masked = ops.where(mask[None, :], logits, ops.full_like(logits, -1e9))

@@ -147,7 +147,9 @@ class HeldOutClustering(keras.callbacks.Callback):
 
     def __init__(self, images, labels, max_images=2000, start_seconds=0.0):
         super().__init__()
-        self.images = images[:max_images]
+        images = np.asarray(images[:max_images])
+        # The model expects floats in [0, 1]; uint8 pixels are scaled here.
+        self.images = images.astype("float32") / 255.0 if images.dtype == np.uint8 else images
         self.labels = labels[:max_images]
         self.seconds = float(start_seconds)
 

@@ -329,6 +329,8 @@ def _tensorboard_callbacks(config, path, data):
     ]
     images = data.val_images if data.num_val > 0 else data.train_images
     labels = data.val_labels if data.num_val > 0 else data.train_labels
+    images = images[: max(16, config.output.projector_samples)].astype("float32") / 255.0
+    labels = None if labels is None else labels[: len(images)]
 
     def write_images(model, epoch):
         from kmixvae.viz.tensorboard_images import write_image_summaries
