@@ -398,10 +398,21 @@ def synthetic_images(n: int, seed: int = 0) -> np.ndarray:
     return np.clip(blob + noise, 0.0, 1.0).astype("float32")[..., None]
 
 
-def make_dataset(x: np.ndarray, batch_size: int):
-    """Infinite in-memory `tf.data` pipeline of fixed-shape batches."""
+def make_dataset(x: np.ndarray, batch_size: int, neighbors: int = 0):
+    """Infinite in-memory `tf.data` pipeline of fixed-shape batches.
+
+    With `neighbors > 0` (a config with `data.neighbors`) it yields the
+    `{"x", "neighbor"}` pairs that `kmixvae fit` trains on, so the timed step
+    is the real one (the encoder then sees both images of each pair).
+    """
     import tensorflow as tf
 
+    if neighbors > 0:
+        from kmixvae.data.neighbors import pixel_neighbors
+        from kmixvae.data.pipeline import make_neighbor_dataset
+
+        nbr = pixel_neighbors(x, neighbors)
+        return make_neighbor_dataset(x, nbr, batch_size, seed=0, drop_remainder=True).repeat()
     ds = tf.data.Dataset.from_tensor_slices(x).repeat()
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
@@ -533,7 +544,7 @@ def run_worker(
         counter.install(model)
         model.compile(optimizer=keras.optimizers.Adam(config.training.learning_rate))
         counts = count_flops(model)
-        ds = make_dataset(x_train, settings.batch_size)
+        ds = make_dataset(x_train, settings.batch_size, config.data.neighbors)
         for k in k_values:
             log(f"[{backend}] {config.name} k={k} ...")
             t0 = time.perf_counter()

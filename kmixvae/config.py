@@ -131,6 +131,11 @@ class LossConfig:
     elbo_start_epoch: int = _opt(
         0, lo=0, doc="training skips decoding (the ELBO) before this epoch"
     )
+    self_label_weight: float = _opt(
+        0.0, lo=0.0, doc="weight of the class-balanced self-labelling cross-entropy"
+    )
+    self_label_threshold: float = _opt(0.9, lo=0.0, hi=1.0, doc="confidence of a pseudo-label")
+    self_label_start_epoch: int = _opt(0, lo=0, doc="self-labelling is on from this epoch")
 
 
 @dataclass

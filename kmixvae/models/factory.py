@@ -99,6 +99,8 @@ def build_model(config: Config, image_shape: tuple[int, int, int]) -> MixtureVAE
         elbo_subbatch=config.loss.elbo_subbatch,
         iic_weight=config.loss.iic_weight,
         neighbor_weight=config.loss.neighbor_weight,
+        self_label_weight=config.loss.self_label_weight,
+        self_label_threshold=config.loss.self_label_threshold,
         elbo_assignment_gradient=config.loss.elbo_assignment_gradient,
         augment_rotation=config.loss.augment_rotation,
         augment_shift=config.loss.augment_shift,

@@ -26,6 +26,27 @@ def _iic_mutual_information(q, q_aug):
     return ops.sum(joint * (ops.log(joint) - ops.log(p_i) - ops.log(p_j)))
 
 
+def _self_label_loss(q, q_aug, threshold):
+    """Class-balanced cross-entropy of q(c|aug x) against confident argmax q(c|x).
+
+    Images whose max q(c|x) exceeds `threshold` are pseudo-labelled with their
+    argmax (no gradient through the target); each pseudo-class is weighted by
+    the inverse of its count so that large channels do not swallow small ones
+    (SCAN's self-labelling step, Van Gansbeke et al. 2020).
+    """
+    target_q = ops.stop_gradient(q)
+    k = q.shape[-1]
+    confident = ops.cast(ops.max(target_q, axis=-1) > threshold, "float32")
+    onehot = ops.one_hot(ops.argmax(target_q, axis=-1), k)
+    counts = ops.sum(onehot * confident[:, None], axis=0)
+    weight = ops.sum(onehot * (1.0 / ops.maximum(counts, 1.0))[None, :], axis=-1)
+    n_conf = ops.maximum(ops.sum(confident), 1.0)
+    weight = weight / ops.maximum(ops.sum(weight * confident), 1e-6) * n_conf
+    ce = -ops.sum(onehot * ops.log(ops.maximum(q_aug, 1e-8)), axis=-1)
+    loss = ops.sum(confident * weight * ce) / n_conf
+    return loss, ops.mean(confident)
+
+
 class _InferenceCache:
     """Holds the compiled inference models, out of Keras' tracking."""
 
@@ -100,6 +121,8 @@ class MixtureVAE(keras.Model):
         elbo_subbatch=None,
         iic_weight=0.0,
         neighbor_weight=0.0,
+        self_label_weight=0.0,
+        self_label_threshold=0.9,
         elbo_assignment_gradient=True,
         augment_rotation=15.0,
         augment_shift=0.1,
@@ -119,31 +142,20 @@ class MixtureVAE(keras.Model):
         self.elbo_subbatch = int(elbo_subbatch) if elbo_subbatch else None
         self.iic_weight = float(iic_weight)
         self.neighbor_weight = float(neighbor_weight)
+        self.self_label_weight = float(self_label_weight)
+        self.self_label_threshold = float(self_label_threshold)
+        self.self_labelling = False
         self.elbo_assignment_gradient = bool(elbo_assignment_gradient)
         self.decode_in_training = True
         self.augment_rotation = float(augment_rotation)
         self.augment_shift = float(augment_shift)
         self.seed = int(seed)
+        # Random rotation + shift of the paired views, with keras.ops (one code path on
+        # every backend; Keras' preprocessing layers retrace the JAX step every batch).
         self.augment = (
-            [
-                keras.layers.RandomRotation(
-                    self.augment_rotation / 360.0,
-                    fill_mode="constant",
-                    seed=self.seed + 1,
-                    name="aug_rotation",
-                ),
-                keras.layers.RandomTranslation(
-                    self.augment_shift,
-                    self.augment_shift,
-                    fill_mode="constant",
-                    seed=self.seed + 2,
-                    name="aug_translation",
-                ),
-            ]
-            if (self.iic_weight > 0 or self.neighbor_weight > 0)
-            and (self.augment_rotation > 0 or self.augment_shift > 0)
-            else []
-        )
+            self.iic_weight > 0 or self.neighbor_weight > 0 or self.self_label_weight > 0
+        ) and (self.augment_rotation > 0 or self.augment_shift > 0)
+        self.augment_seed = keras.random.SeedGenerator(self.seed + 1)
         if active_channels is None:
             active_channels = list(range(self.num_channels))
         self._active = self._check_channels(active_channels)
@@ -173,6 +185,7 @@ class MixtureVAE(keras.Model):
             )
             + (("iic_mi",) if self.iic_weight > 0 else ())
             + (("neighbor_agreement",) if self.neighbor_weight > 0 else ())
+            + (("self_label_share",) if self.self_label_weight > 0 else ())
         }
         self.usage_trackers = [
             keras.metrics.Mean(name=f"usage_{c}") for c in range(self.num_channels)
@@ -251,9 +264,50 @@ class MixtureVAE(keras.Model):
         return ops.take(t, ops.convert_to_tensor(list(channels), dtype="int32"), axis=1)
 
     def _augment(self, x):
-        for layer in self.augment:
-            x = layer(x, training=True)
-        return x
+        """Random rotation (+- augment_rotation degrees) and shift (+- augment_shift of the size)."""
+        n = ops.shape(x)[0]
+        h, w = x.shape[1], x.shape[2]
+        rot = math.radians(self.augment_rotation)
+        angle = keras.random.uniform((n,), -rot, rot, seed=self.augment_seed)
+        tx = (
+            keras.random.uniform(
+                (n,), -self.augment_shift, self.augment_shift, seed=self.augment_seed
+            )
+            * w
+        )
+        ty = (
+            keras.random.uniform(
+                (n,), -self.augment_shift, self.augment_shift, seed=self.augment_seed
+            )
+            * h
+        )
+        cos, sin = ops.cos(angle), ops.sin(angle)
+        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+        zero = ops.zeros_like(cos)
+        transform = ops.stack(
+            [
+                cos,
+                sin,
+                cx - cos * cx - sin * cy - tx,
+                -sin,
+                cos,
+                cy + sin * cx - cos * cy - ty,
+                zero,
+                zero,
+            ],
+            axis=1,
+        )
+        return ops.image.affine_transform(
+            x, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0
+        )
+
+    def set_self_labelling(self, enabled: bool) -> None:
+        """Turns the self-labelling term on (from a given epoch, see `SelfLabelStart`)."""
+        enabled = bool(enabled)
+        if enabled != self.self_labelling:
+            self.self_labelling = enabled
+            if getattr(self, "train_function", None) is not None:
+                self.make_train_function(force=True)
 
     def set_decode_in_training(self, enabled: bool) -> None:
         """Turns the ELBO's decoding off (or on) in training steps; evaluation always decodes."""
@@ -280,7 +334,9 @@ class MixtureVAE(keras.Model):
         batch = ops.shape(x)[0]
         idx = ops.convert_to_tensor(list(active), dtype="int32")
         views = [x]
-        want_aug = training and self.iic_weight > 0
+        want_aug = training and (
+            self.iic_weight > 0 or (self.self_labelling and self.self_label_weight > 0)
+        )
         want_nbr = training and self.neighbor_weight > 0 and x_nbr is not None
         if want_aug:
             views.append(self._augment(x))
@@ -351,10 +407,16 @@ class MixtureVAE(keras.Model):
             + self.confidence_weight * ops.mean(per_image_entropy)
         )
         out = {}
-        if "q_aug_active" in terms:
+        if "q_aug_active" in terms and self.iic_weight > 0:
             mi = _iic_mutual_information(terms["q_all_active"], terms["q_aug_active"])
             loss = loss - self.iic_weight * mi
             out["iic_mi"] = mi
+        if "q_aug_active" in terms and self.self_labelling and self.self_label_weight > 0:
+            sl, share = _self_label_loss(
+                terms["q_all_active"], terms["q_aug_active"], self.self_label_threshold
+            )
+            loss = loss + self.self_label_weight * sl
+            out["self_label_share"] = share
         if "q_nbr_active" in terms:
             agreement = ops.sum(terms["q_self_active"] * terms["q_nbr_active"], axis=-1)
             loss = loss + self.neighbor_weight * ops.mean(-ops.log(agreement + 1e-7))
@@ -378,8 +440,11 @@ class MixtureVAE(keras.Model):
         for name, tracker in self.trackers.items():
             if name == "active_channels":
                 tracker.update_state(ops.sum(self.channel_mask))
-            elif name in parts:
-                tracker.update_state(parts[name])
+            else:
+                # Terms that are off in this step (no neighbour pairs, self-labelling not
+                # started) log 0: every tracker is updated in every step, so the compiled
+                # step's state keeps one structure and never retraces.
+                tracker.update_state(parts.get(name, 0.0))
         usage = parts["usage"]
         for c, tracker in enumerate(self.usage_trackers):
             tracker.update_state(usage[c])
@@ -549,6 +614,7 @@ class MixtureVAE(keras.Model):
             "elbo_subbatch": self.elbo_subbatch,
             "iic_weight": self.iic_weight,
             "neighbor_weight": self.neighbor_weight,
+            "self_label_weight": self.self_label_weight,
             "elbo_assignment_gradient": self.elbo_assignment_gradient,
             "encoder_batch_norm": self.encoder.batch_norm,
         }
@@ -580,6 +646,8 @@ class MixtureVAE(keras.Model):
                 "elbo_subbatch": self.elbo_subbatch,
                 "iic_weight": self.iic_weight,
                 "neighbor_weight": self.neighbor_weight,
+                "self_label_weight": self.self_label_weight,
+                "self_label_threshold": self.self_label_threshold,
                 "elbo_assignment_gradient": self.elbo_assignment_gradient,
                 "augment_rotation": self.augment_rotation,
                 "augment_shift": self.augment_shift,

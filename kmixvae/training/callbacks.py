@@ -53,6 +53,17 @@ class ElboStart(keras.callbacks.Callback):
         self.model.set_decode_in_training(epoch >= self.start)
 
 
+class SelfLabelStart(keras.callbacks.Callback):
+    """Turns the self-labelling term on from epoch `start` (0-based), once clusters have formed."""
+
+    def __init__(self, start):
+        super().__init__()
+        self.start = int(start)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.set_self_labelling(epoch >= self.start)
+
+
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds the optimizer's current learning rate to the epoch logs."""
 

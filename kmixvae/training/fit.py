@@ -193,6 +193,8 @@ def fit_run(
         callbacks.append(cb.KLWarmup(config.loss.kl_warmup_epochs))
     if config.loss.elbo_start_epoch > 0:
         callbacks.append(cb.ElboStart(config.loss.elbo_start_epoch))
+    if config.loss.self_label_weight > 0:
+        callbacks.append(cb.SelfLabelStart(config.loss.self_label_start_epoch))
     callbacks.append(cb.LearningRateLogger())
     if data.val_labels is not None:
         callbacks.append(

@@ -1,0 +1,200 @@
+"""The clustering-design options: neighbour pairs, detached ELBO, sub-batch ELBO,
+delayed decoding, self-labelling, IIC."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from kmixvae.config import from_dict
+from kmixvae.data.neighbors import pixel_neighbors
+from kmixvae.data.pipeline import make_neighbor_dataset
+from kmixvae.errors import ConfigError
+from kmixvae.models.factory import build_model
+from kmixvae.models.mixture_vae import _self_label_loss
+
+TINY = {
+    "num_channels": 3,
+    "encoder": {"filters": [8], "dense_units": 16, "batch_norm": True, "batch_norm_momentum": 0.9},
+    "decoder": {"filters": [8, 8], "embedding_dim": 4},
+}
+
+
+def _images(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.random((3, 28, 28, 1)) > 0.6
+    idx = np.arange(n) % 3
+    x = base[idx].astype("float32")
+    x = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1).astype("float32")
+    return x, idx
+
+
+def _model(**loss):
+    cfg = from_dict({"model": TINY, "loss": {"diversity_weight": 0.0, **loss}})
+    model = build_model(cfg, (28, 28, 1))
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    return model
+
+
+def _snapshot(model):
+    return {
+        "logits": np.array(model.encoder.channel_logits.kernel.numpy()),
+        "trunk": np.array(model.encoder.convs[0].kernel.numpy()),
+        "mu": np.array(model.encoder.mu_head.kernel.numpy()),
+        "decoder": np.array(model.decoder.project.kernel.numpy()),
+    }
+
+
+def test_pixel_neighbors_match_brute_force():
+    x, _ = _images(30)
+    nbr = pixel_neighbors(x, 4, block=7)
+    f = x.reshape(30, -1) - x.reshape(30, -1).mean(1, keepdims=True)
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    sim = f @ f.T
+    np.fill_diagonal(sim, -np.inf)
+    for i in range(30):
+        expected = np.sort(sim[i])[::-1][:4]
+        np.testing.assert_allclose(sim[i, nbr[i]], expected, rtol=1e-5)
+    assert not np.any(nbr == np.arange(30)[:, None])
+    with pytest.raises(ValueError, match="k: 30"):
+        pixel_neighbors(x, 30)
+
+
+def test_neighbor_dataset_pairs_each_image_with_one_of_its_neighbours():
+    x, _ = _images(20)
+    u8 = (x * 255).astype("uint8")
+    nbr = pixel_neighbors(u8, 3)
+    ds = make_neighbor_dataset(u8, nbr, 20, seed=1)
+    batch = next(iter(ds))
+    xs, ns = batch["x"].numpy(), batch["neighbor"].numpy()
+    assert xs.shape == ns.shape == (20, 28, 28, 1) and xs.max() <= 1.0
+    flat = (u8.reshape(20, -1) / 255.0).astype("float32")
+    for xi, ni in zip(xs.reshape(20, -1), ns.reshape(20, -1)):
+        i = int(np.argmin(np.abs(flat - xi).sum(1)))
+        j = int(np.argmin(np.abs(flat - ni).sum(1)))
+        assert j in nbr[i]
+
+
+def test_detached_elbo_trains_only_the_channel_vaes():
+    """elbo_assignment_gradient=false: the ELBO moves decoder and latent heads, never q(c|x) or the trunk."""
+    x, _ = _images()
+    model = _model(elbo_assignment_gradient=False)
+    before = _snapshot(model)
+    model.fit(x, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    after = _snapshot(model)
+    np.testing.assert_array_equal(before["logits"], after["logits"])
+    np.testing.assert_array_equal(before["trunk"], after["trunk"])
+    assert not np.array_equal(before["mu"], after["mu"])
+    assert not np.array_equal(before["decoder"], after["decoder"])
+
+
+def test_exact_elbo_trains_the_channel_posterior_too():
+    x, _ = _images()
+    model = _model()
+    before = _snapshot(model)
+    model.fit(x, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    assert not np.array_equal(before["logits"], _snapshot(model)["logits"])
+
+
+def test_decoding_off_leaves_the_decoder_untouched_and_zeroes_the_reconstruction():
+    x, _ = _images()
+    model = _model()
+    model.set_decode_in_training(False)
+    before = _snapshot(model)
+    history = model.fit(x, batch_size=16, epochs=1, verbose=0, shuffle=False).history
+    np.testing.assert_array_equal(before["decoder"], _snapshot(model)["decoder"])
+    assert history["recon"][0] == 0.0
+    model.set_decode_in_training(True)
+    history = model.fit(x, batch_size=16, epochs=1, verbose=0, shuffle=False).history
+    assert history["recon"][0] != 0.0
+
+
+def test_elbo_subbatch_decodes_only_the_first_images():
+    x, _ = _images(16)
+    model = _model(elbo_subbatch=4)
+    terms = model(ops.convert_to_tensor(x), training=True)
+    assert tuple(terms["nll"].shape) == (4, 3) and tuple(terms["q"].shape) == (16, 3)
+    terms = model(ops.convert_to_tensor(x), training=False)
+    assert tuple(terms["nll"].shape) == (16, 3)
+
+
+def test_neighbour_term_trains_from_pairs_and_is_logged():
+    x, _ = _images()
+    nbr = pixel_neighbors(x, 3)
+    cfg = from_dict(
+        {
+            "model": TINY,
+            "data": {"neighbors": 3},
+            "loss": {
+                "diversity_weight": -1.0,
+                "neighbor_weight": 1.0,
+                "elbo_assignment_gradient": False,
+            },
+        }
+    )
+    model = build_model(cfg, (28, 28, 1))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    ds = make_neighbor_dataset(x, nbr, 16, seed=0)
+    history = model.fit(ds, epochs=3, verbose=0).history
+    assert "neighbor_agreement" in history
+    assert history["neighbor_agreement"][-1] > history["neighbor_agreement"][0]
+
+
+def test_self_label_loss_against_numpy():
+    q = np.array(
+        [[0.95, 0.03, 0.02], [0.5, 0.4, 0.1], [0.01, 0.97, 0.02], [0.92, 0.04, 0.04]], "float32"
+    )
+    q_aug = np.array(
+        [[0.7, 0.2, 0.1], [0.3, 0.3, 0.4], [0.2, 0.6, 0.2], [0.5, 0.25, 0.25]], "float32"
+    )
+    loss, share = _self_label_loss(ops.convert_to_tensor(q), ops.convert_to_tensor(q_aug), 0.9)
+    # Confident: rows 0, 3 (class 0, count 2) and 2 (class 1, count 1).
+    w = np.array([0.5, 0.0, 1.0, 0.5])
+    w = w / w.sum() * 3
+    ce = -np.log(np.array([0.7, 1.0, 0.6, 0.5]))
+    expected = (w * ce)[[0, 2, 3]].sum() / 3
+    assert float(ops.convert_to_numpy(loss)) == pytest.approx(expected, rel=1e-5)
+    assert float(ops.convert_to_numpy(share)) == pytest.approx(0.75)
+
+
+def test_self_labelling_starts_when_switched_on():
+    x, _ = _images()
+    model = _model(self_label_weight=1.0, self_label_threshold=0.0)
+    history = model.fit(x, batch_size=16, epochs=1, verbose=0).history
+    assert history["self_label_share"][0] == 0.0
+    model.set_self_labelling(True)
+    history = model.fit(x, batch_size=16, epochs=1, verbose=0).history
+    assert history["self_label_share"][0] == pytest.approx(1.0)
+
+
+def test_iic_term_is_logged_and_finite():
+    x, _ = _images()
+    model = _model(iic_weight=1.0)
+    history = model.fit(x, batch_size=16, epochs=1, verbose=0).history
+    assert np.isfinite(history["iic_mi"][0]) and history["iic_mi"][0] >= 0.0
+
+
+@pytest.mark.parametrize(
+    "loss, data, message",
+    [
+        ({"neighbor_weight": 1.0}, {}, "loss.neighbor_weight: 1.0 needs neighbour pairs"),
+        ({}, {"neighbors": 5}, "data.neighbors: 5 pairs images"),
+    ],
+)
+def test_neighbour_options_must_come_together(loss, data, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict({"loss": loss, "data": data})
+
+
+def test_the_options_survive_saving(tmp_path):
+    x, _ = _images(8)
+    model = _model(self_label_weight=0.5, elbo_assignment_gradient=False, elbo_subbatch=4)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    info = loaded.describe()
+    assert info["self_label_weight"] == 0.5 and info["elbo_assignment_gradient"] is False
+    assert loaded.elbo_subbatch == 4 and loaded.encoder.batch_norm_momentum == 0.9
+    np.testing.assert_allclose(loaded.encode(x)["q"], model.encode(x)["q"], atol=1e-6)
