@@ -198,3 +198,15 @@ def test_the_options_survive_saving(tmp_path):
     assert info["self_label_weight"] == 0.5 and info["elbo_assignment_gradient"] is False
     assert loaded.elbo_subbatch == 4 and loaded.encoder.batch_norm_momentum == 0.9
     np.testing.assert_allclose(loaded.encode(x)["q"], model.encode(x)["q"], atol=1e-6)
+
+
+def test_epoch_switches_turn_their_term_on_at_the_given_epoch():
+    from kmixvae.training.callbacks import ElboStart, SelfLabelStart
+
+    x, _ = _images()
+    model = _model(self_label_weight=1.0, self_label_threshold=0.0)
+    history = model.fit(
+        x, batch_size=16, epochs=3, verbose=0, callbacks=[ElboStart(1), SelfLabelStart(2)]
+    ).history
+    assert history["recon"][0] == 0.0 and history["recon"][1] != 0.0
+    assert history["self_label_share"][:2] == [0.0, 0.0] and history["self_label_share"][2] > 0.0

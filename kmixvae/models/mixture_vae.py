@@ -301,21 +301,21 @@ class MixtureVAE(keras.Model):
             x, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0
         )
 
-    def set_self_labelling(self, enabled: bool) -> None:
-        """Turns the self-labelling term on (from a given epoch, see `SelfLabelStart`)."""
+    def _set_step_flag(self, name: str, enabled: bool) -> None:
+        """Sets a Python flag that the compiled train step reads, and retraces it."""
         enabled = bool(enabled)
-        if enabled != self.self_labelling:
-            self.self_labelling = enabled
+        if enabled != getattr(self, name):
+            setattr(self, name, enabled)
             if getattr(self, "train_function", None) is not None:
                 self.make_train_function(force=True)
 
+    def set_self_labelling(self, enabled: bool) -> None:
+        """Turns the self-labelling term on (from a given epoch, see `SelfLabelStart`)."""
+        self._set_step_flag("self_labelling", enabled)
+
     def set_decode_in_training(self, enabled: bool) -> None:
         """Turns the ELBO's decoding off (or on) in training steps; evaluation always decodes."""
-        enabled = bool(enabled)
-        if enabled != self.decode_in_training:
-            self.decode_in_training = enabled
-            if getattr(self, "train_function", None) is not None:
-                self.make_train_function(force=True)
+        self._set_step_flag("decode_in_training", enabled)
 
     def call(self, inputs, training=False):
         """Runs the stochastic forward pass; returns the per-image loss terms.

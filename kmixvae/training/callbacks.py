@@ -38,30 +38,33 @@ class KLWarmup(keras.callbacks.Callback):
             logs["kl_weight"] = float(keras.ops.convert_to_numpy(self.model.kl_weight))
 
 
-class ElboStart(keras.callbacks.Callback):
-    """Skips the ELBO's decoding in training steps before epoch `start` (0-based).
+class _SwitchOnAt(keras.callbacks.Callback):
+    """Calls `model.<setter>(epoch >= start)` at the start of every epoch (0-based)."""
+
+    setter = ""
+
+    def __init__(self, start):
+        super().__init__()
+        self.start = int(start)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        getattr(self.model, self.setter)(epoch >= self.start)
+
+
+class ElboStart(_SwitchOnAt):
+    """Skips the ELBO's decoding in training steps before epoch `start`.
 
     The channel posterior learns first from the clustering terms alone, at
     the cost of the encoder only; the compiled step is rebuilt once.
     """
 
-    def __init__(self, start):
-        super().__init__()
-        self.start = int(start)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.set_decode_in_training(epoch >= self.start)
+    setter = "set_decode_in_training"
 
 
-class SelfLabelStart(keras.callbacks.Callback):
-    """Turns the self-labelling term on from epoch `start` (0-based), once clusters have formed."""
+class SelfLabelStart(_SwitchOnAt):
+    """Turns the self-labelling term on from epoch `start`, once clusters have formed."""
 
-    def __init__(self, start):
-        super().__init__()
-        self.start = int(start)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.set_self_labelling(epoch >= self.start)
+    setter = "set_self_labelling"
 
 
 class LearningRateLogger(keras.callbacks.Callback):
