@@ -47,6 +47,21 @@ def _self_label_loss(q, q_aug, threshold):
     return loss, ops.mean(confident)
 
 
+LOSS_SETTINGS = (
+    "diversity_weight",
+    "confidence_weight",
+    "elbo_weight",
+    "elbo_subbatch",
+    "iic_weight",
+    "neighbor_weight",
+    "self_label_weight",
+    "self_label_threshold",
+    "elbo_assignment_gradient",
+    "augment_rotation",
+    "augment_shift",
+)
+
+
 class _InferenceCache:
     """Holds the compiled inference models, out of Keras' tracking."""
 
@@ -608,14 +623,7 @@ class MixtureVAE(keras.Model):
             "head": type(head).__name__,
             "likelihood": head.likelihood,
             "prior": {"pi": self.prior.pi, "means": self.prior.means, "scales": self.prior.scales},
-            "diversity_weight": self.diversity_weight,
-            "confidence_weight": self.confidence_weight,
-            "elbo_weight": self.elbo_weight,
-            "elbo_subbatch": self.elbo_subbatch,
-            "iic_weight": self.iic_weight,
-            "neighbor_weight": self.neighbor_weight,
-            "self_label_weight": self.self_label_weight,
-            "elbo_assignment_gradient": self.elbo_assignment_gradient,
+            **self._loss_settings(),
             "encoder_batch_norm": self.encoder.batch_norm,
         }
         if hasattr(head, "sigma_min"):
@@ -626,6 +634,10 @@ class MixtureVAE(keras.Model):
         if self.built:
             info["parameters"] = int(sum(math.prod(v.shape) for v in self.trainable_weights))
         return info
+
+    def _loss_settings(self) -> dict:
+        """The loss's constructor arguments (saved by `get_config`, shown by `describe`)."""
+        return {name: getattr(self, name) for name in LOSS_SETTINGS}
 
     def describe_text(self) -> str:
         """`describe()` as one readable line per item."""
@@ -640,17 +652,7 @@ class MixtureVAE(keras.Model):
                 "encoder": keras.layers.serialize(self.encoder),
                 "decoder": keras.layers.serialize(self.decoder),
                 "prior": keras.layers.serialize(self.prior),
-                "diversity_weight": self.diversity_weight,
-                "confidence_weight": self.confidence_weight,
-                "elbo_weight": self.elbo_weight,
-                "elbo_subbatch": self.elbo_subbatch,
-                "iic_weight": self.iic_weight,
-                "neighbor_weight": self.neighbor_weight,
-                "self_label_weight": self.self_label_weight,
-                "self_label_threshold": self.self_label_threshold,
-                "elbo_assignment_gradient": self.elbo_assignment_gradient,
-                "augment_rotation": self.augment_rotation,
-                "augment_shift": self.augment_shift,
+                **self._loss_settings(),
                 "active_channels": list(self._active),
                 "seed": self.seed,
             }
