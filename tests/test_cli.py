@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from kmixvae.cli import main
+from tests.helpers.cli import assert_one_error_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SMOKE = REPO_ROOT / "configs" / "smoke.json"
@@ -46,15 +47,6 @@ def run_cli(*args, expect=0):
             f"exit {result.exit_code}\nstdout:\n{out}\nstderr:\n{err}"
         )
     return result, out, err
-
-
-def assert_one_error_line(result, out, err, *needles):
-    assert result.exit_code == 2, (result.exit_code, out, err)
-    lines = [line for line in (out + err).splitlines() if line.strip()]
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("error:"), lines
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def write_patterns(folder: Path, n_train=N_TRAIN, n_test=N_TEST, size=28, seed=0) -> Path:

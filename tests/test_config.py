@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from kmixvae import config as config_lib
 from kmixvae.cli import main
 from kmixvae.errors import ConfigError
+from tests.helpers.cli import assert_one_error_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_CONFIGS = sorted((REPO_ROOT / "configs").glob("*.json"))
@@ -34,16 +35,6 @@ def invoke(*args):
     except ValueError:  # pragma: no cover - stderr not captured separately
         err = ""
     return result, result.stdout, err
-
-
-def assert_one_line_error(result, out, err, *needles):
-    assert result.exit_code == 2, (result.exit_code, out, err)
-    lines = [line for line in (out + err).splitlines() if line.strip()]
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("error:"), lines
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def write_json(path: Path, data) -> Path:
@@ -144,7 +135,7 @@ def test_malformed_config_exits_2_with_one_line(tmp_path, data, needle):
     # json.dumps writes NaN as a bare token, which json.loads reads back.
     path.write_text(json.dumps(data), encoding="utf-8")
     result, out, err = invoke("config", "validate", path)
-    line = assert_one_line_error(result, out, err, needle)
+    line = assert_one_error_line(result, out, err, needle)
     assert "valid" not in out  # nothing claimed valid
     # The same problem raised as a ConfigError through the library.
     with pytest.raises(ConfigError) as info:
@@ -168,12 +159,12 @@ def test_unparseable_or_non_object_config(tmp_path, text, needle):
     path = tmp_path / "bad.json"
     path.write_text(text, encoding="utf-8")
     result, out, err = invoke("config", "validate", path)
-    assert_one_line_error(result, out, err, needle, "bad.json")
+    assert_one_error_line(result, out, err, needle, "bad.json")
 
 
 def test_missing_and_directory_config(tmp_path):
     result, out, err = invoke("config", "validate", tmp_path / "nope.json")
-    assert_one_line_error(result, out, err, "nope.json", "does not exist")
+    assert_one_error_line(result, out, err, "nope.json", "does not exist")
     folder = tmp_path / "cfg.json"
     folder.mkdir()
     result, out, err = invoke("config", "validate", folder)
@@ -271,7 +262,7 @@ def test_set_unknown_key_exits_2(command, override, needle):
     result, out, err = invoke(
         "config", command, REPO_ROOT / "configs" / "smoke.json", "--set", override
     )
-    assert_one_line_error(result, out, err, needle, "unknown key")
+    assert_one_error_line(result, out, err, needle, "unknown key")
 
 
 def test_set_below_a_scalar_exits_2():
@@ -279,7 +270,7 @@ def test_set_below_a_scalar_exits_2():
     result, out, err = invoke(
         "config", "validate", REPO_ROOT / "configs" / "smoke.json", "--set", "training.epochs.x=1"
     )
-    assert_one_line_error(result, out, err, "training.epochs")
+    assert_one_error_line(result, out, err, "training.epochs")
 
 
 @pytest.mark.parametrize("override", ["training.epochs", "justtext", "=3"])
@@ -287,7 +278,7 @@ def test_set_without_key_value_exits_2(override):
     result, out, err = invoke(
         "config", "validate", REPO_ROOT / "configs" / "smoke.json", "--set", override
     )
-    assert_one_line_error(result, out, err, "--set")
+    assert_one_error_line(result, out, err, "--set")
 
 
 @pytest.mark.parametrize(
@@ -303,13 +294,13 @@ def test_set_invalid_value_is_validated(override, needle):
     result, out, err = invoke(
         "config", "validate", REPO_ROOT / "configs" / "smoke.json", "--set", override
     )
-    assert_one_line_error(result, out, err, needle)
+    assert_one_error_line(result, out, err, needle)
 
 
 def test_error_message_names_value_and_choices(tmp_path):
     path = write_json(tmp_path / "c.json", {"model": {"decoder": {"conditioning": "flim"}}})
     result, out, err = invoke("config", "validate", path)
-    line = assert_one_line_error(result, out, err)
+    line = assert_one_error_line(result, out, err)
     assert line == "error: model.decoder.conditioning: 'flim' is not one of concat, film, none"
 
 
