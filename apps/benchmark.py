@@ -11,8 +11,10 @@ active channels k in (10, 1), measures after warm-up and compilation:
 - the first-step (trace + compile) time;
 - the peak resident memory of the worker (ru_maxrss, cumulative over its stages);
 - the model cost in FLOPs per training image, counted from the shapes the
-  Conv2D/Dense/FiLM layers actually see (encoder once, decoder k times,
-  training = 3 x forward), checked on JAX against XLA's own cost analysis;
+  Conv2D/Dense/FiLM layers see in one forward pass of the real training step
+  (the encoder once per view, the decoder once per decoded row of the ELBO
+  sub-batch; training = 3 x forward), checked on JAX against XLA's own cost
+  analysis of the same step;
 - the achieved GFLOP/s, the machine's float32 GEMM GFLOP/s (numpy, same run)
   and their ratio;
 - the number of train-step retraces / XLA compilations after warm-up (should be 0).
@@ -222,76 +224,80 @@ def layer_flops(layer, in_shape, out_shape) -> int:
     return 0
 
 
-def count_flops(model, image_shape=IMAGE_SHAPE, probe: int = 2) -> dict:
-    """Forward FLOPs per image of the encoder and of one decode, from the shapes seen.
+def count_step_flops(model, batch) -> dict:
+    """Forward FLOPs per image of one training step, from the shapes its layers see.
 
     Every Conv2D / Dense / FiLM layer inside the encoder and the decoder is
-    wrapped for one eager call on `probe` inputs; each call's FLOPs come from its
-    input/output shapes (`layer_flops`) and are divided by `probe`.
+    wrapped for one eager `model(batch, training=True)`, the forward pass the
+    train step differentiates: it counts the encoder once per view (the image,
+    its augmented neighbour, ...) and the decoder once per decoded row (the
+    ELBO sub-batch times the active channels). Each call's FLOPs come from its
+    input/output shapes (`layer_flops`); totals are divided by the batch size.
 
     Returns:
-        dict with `encoder` and `decoder` lists of `(layer path, flops per item)`
-        and their totals `encoder_flops`, `decode_flops`.
+        dict with `encoder_flops` and `decoder_flops` (forward FLOPs per
+        training image), `encoder_rows` / `decoder_rows` (rows each part
+        saw per training image) and `layers` (layer path -> FLOPs per image).
     """
     import keras
 
     from kmixvae.layers.film import FiLM
 
     kinds = (keras.layers.Conv2D, keras.layers.Dense, FiLM)
-    rows: list[tuple[str, int]] = []
+    totals = {"encoder": 0, "decoder": 0}
+    rows = {"encoder": 0, "decoder": 0}
+    per_layer: dict[str, int] = {}
     patched = []
 
-    def wrap(layer):
+    def wrap(layer, part, first):
         original = layer.call
 
         def call(*args, **kwargs):
             out = original(*args, **kwargs)
             flops = layer_flops(layer, tuple(args[0].shape), tuple(out.shape))
-            rows.append((layer.path, flops // probe))
+            totals[part] += flops
+            per_layer[layer.path] = per_layer.get(layer.path, 0) + flops
+            if first:
+                rows[part] += int(args[0].shape[0])
             return out
 
         layer.call = call
         patched.append(layer)
 
-    for part in (model.encoder, model.decoder):
-        for layer in part._flatten_layers(include_self=False, recursive=True):
-            if isinstance(layer, kinds):
-                wrap(layer)
+    for part_name, part in (("encoder", model.encoder), ("decoder", model.decoder)):
+        layers = [
+            layer
+            for layer in part._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, kinds)
+        ]
+        for i, layer in enumerate(layers):
+            wrap(layer, part_name, first=i == 0)
+    x = batch["x"] if isinstance(batch, dict) else batch
+    n = int(x.shape[0])
     try:
-        x = np.random.default_rng(0).random((probe,) + tuple(image_shape), dtype=np.float32)
-        model.encoder(x)
-        enc_rows = list(rows)
-        rows.clear()
-        z = np.zeros((probe, model.latent_dim), "float32")
-        channels = np.zeros((probe,), "int32")
-        model.decoder(z, channels)
-        dec_rows = list(rows)
+        model(batch, training=True)
     finally:
         for layer in patched:
             del layer.call
     return {
-        "encoder": enc_rows,
-        "decoder": dec_rows,
-        "encoder_flops": sum(f for _, f in enc_rows),
-        "decode_flops": sum(f for _, f in dec_rows),
+        "encoder_flops": totals["encoder"] / n,
+        "decoder_flops": totals["decoder"] / n,
+        "encoder_rows": rows["encoder"] / n,
+        "decoder_rows": rows["decoder"] / n,
+        "layers": {path: flops / n for path, flops in per_layer.items()},
     }
 
 
-def forward_flops_per_image(counts: dict, k_active: int) -> int:
-    """One encoder pass and `k_active` decodes per image."""
-    return counts["encoder_flops"] + k_active * counts["decode_flops"]
-
-
-def train_flops_per_image(counts: dict, k_active: int) -> int:
+def train_flops_per_image(counts: dict) -> float:
     """Training = forward + backward ~= 3 x forward."""
-    return 3 * forward_flops_per_image(counts, k_active)
+    return 3 * (counts["encoder_flops"] + counts["decoder_flops"])
 
 
-def xla_flops_per_image(
-    model, batch_size: int, image_shape=IMAGE_SHAPE, stage: str = "compiled"
-) -> dict:
-    """XLA's cost analysis of the loss (forward) and of its gradient, per image (JAX only).
+def xla_flops_per_image(model, batch, stage: str = "compiled") -> dict:
+    """XLA's cost analysis of the training loss (forward) and of its gradient, per image (JAX only).
 
+    `batch` is one real training batch (images, or the `{"x", "neighbor"}`
+    pairs), so XLA sees the same views and ELBO sub-batch as the train step.
     `stage="compiled"` analyses the optimised executable (one XLA compile per
     function); `"lowered"` the HLO before optimisation (no compile).
 
@@ -306,24 +312,26 @@ def xla_flops_per_image(
 
     tv = [v.value for v in model.trainable_variables]
     ntv = [v.value for v in model.non_trainable_variables]
-    x = jnp.zeros((batch_size,) + tuple(image_shape), "float32")
+    inputs = jax.tree_util.tree_map(jnp.asarray, batch)
+    x = inputs["x"] if isinstance(inputs, dict) else inputs
+    n = int(x.shape[0])
 
-    def loss_fn(tv, ntv, x):
+    def loss_fn(tv, ntv, inputs):
         mapping = list(zip(model.trainable_variables, tv)) + list(
             zip(model.non_trainable_variables, ntv)
         )
         with keras.StatelessScope(state_mapping=mapping):
-            terms = model(x, training=True)
+            terms = model(inputs, training=True)
             return model.loss_terms(terms)["loss"]
 
     def flops(fn):
         try:
-            lowered = jax.jit(fn).lower(tv, ntv, x)
+            lowered = jax.jit(fn).lower(tv, ntv, inputs)
             cost = (lowered.compile() if stage == "compiled" else lowered).cost_analysis()
             if isinstance(cost, (list, tuple)):
                 cost = cost[0] if cost else {}
             value = (cost or {}).get("flops")
-            return None if value is None or value <= 0 else float(value) / batch_size
+            return None if value is None or value <= 0 else float(value) / n
         except Exception as e:  # cost analysis is best-effort
             print(f"  xla cost analysis failed: {type(e).__name__}: {e}", flush=True)
             return None
@@ -543,19 +551,25 @@ def run_worker(
         counter = CompileCounter()
         counter.install(model)
         model.compile(optimizer=keras.optimizers.Adam(config.training.learning_rate))
-        counts = count_flops(model)
         ds = make_dataset(x_train, settings.batch_size, config.data.neighbors)
+        probe = next(iter(ds))
+        probe = (
+            {name: v.numpy() for name, v in probe.items()}
+            if isinstance(probe, dict)
+            else probe.numpy()
+        )
         for k in k_values:
             log(f"[{backend}] {config.name} k={k} ...")
             t0 = time.perf_counter()
             stage = measure_stage(model, ds, x_infer, k, settings, counter)
+            counts = count_step_flops(model, probe)
             xla = (
-                xla_flops_per_image(model, settings.batch_size, stage=settings.xla_cost)
+                xla_flops_per_image(model, probe, stage=settings.xla_cost)
                 if settings.xla_cost != "none"
                 else {"forward": None, "train": None}
             )
-            fwd = forward_flops_per_image(counts, k)
-            train = train_flops_per_image(counts, k)
+            fwd = counts["encoder_flops"] + counts["decoder_flops"]
+            train = train_flops_per_image(counts)
             gflop = train / 1e9
             achieved = gflop * stage["train_images_per_s"]
             record = {
@@ -568,8 +582,10 @@ def run_worker(
                 "peak_rss_mb": peak_rss_mb(),
                 "gflop_per_image": gflop,
                 "forward_gflop_per_image": fwd / 1e9,
-                "encoder_mflop": counts["encoder_flops"] / 1e6,
-                "decode_mflop": counts["decode_flops"] / 1e6,
+                "encoder_mflop_per_image": counts["encoder_flops"] / 1e6,
+                "decoder_mflop_per_image": counts["decoder_flops"] / 1e6,
+                "encoder_rows_per_image": counts["encoder_rows"],
+                "decoder_rows_per_image": counts["decoder_rows"],
                 "xla_gflop_per_image": None if xla["train"] is None else xla["train"] / 1e9,
                 "xla_forward_gflop_per_image": None
                 if xla["forward"] is None

@@ -42,41 +42,65 @@ def _tiny_model(conditioning="film"):
     return build_model(config, (28, 28, 1))
 
 
+def _images(n, seed=0):
+    import numpy as np
+
+    return np.random.default_rng(seed).random((n, 28, 28, 1), dtype=np.float32)
+
+
 def test_flop_counter_matches_hand_computation(bench):
     model = _tiny_model()
-    counts = bench.count_flops(model)
-    enc = dict(counts["encoder"])
-    dec = dict(counts["decoder"])
+    model.set_active_channels([0, 1, 2])
+    counts = bench.count_step_flops(model, _images(4))
+    per = counts["layers"]
+    # Plain images: the encoder sees each image once, the decoder 3 rows (one per channel).
+    assert counts["encoder_rows"] == 1 and counts["decoder_rows"] == 3
     # Encoder conv_0: 28x28x1 -> stride 2, 'same' -> 14x14x4 with 3x3 kernels.
-    assert enc["mixture_vae/encoder/conv_0"] == 2 * 14 * 14 * 3 * 3 * 1 * 4
+    assert per["mixture_vae/encoder/conv_0"] == 2 * 14 * 14 * 3 * 3 * 1 * 4
     # Encoder conv_1: 14x14x4 -> 7x7x8.
-    assert enc["mixture_vae/encoder/conv_1"] == 2 * 7 * 7 * 3 * 3 * 4 * 8
+    assert per["mixture_vae/encoder/conv_1"] == 2 * 7 * 7 * 3 * 3 * 4 * 8
     # Encoder dense: flatten(7x7x8) = 392 -> 16.
-    assert enc["mixture_vae/encoder/dense"] == 2 * 392 * 16
-    # Heads: 16 -> 3 logits, 16 -> 3*2 mu, 16 -> 3*2 log_var.
-    assert enc["mixture_vae/encoder/mu"] == 2 * 16 * 6
-    # Decoder: grid 7x7 (one 2x upsampling, 2x pixel-shuffle head), project 2 -> 7*7*8.
-    assert dec["mixture_vae/decoder/project"] == 2 * 2 * (7 * 7 * 8)
+    assert per["mixture_vae/encoder/dense"] == 2 * 392 * 16
+    # Heads: 16 -> 3*2 mu.
+    assert per["mixture_vae/encoder/mu"] == 2 * 16 * 6
+    # Decoder, 3 decodes per image: grid 7x7 (one 2x upsampling, 2x pixel-shuffle head),
+    # project 2 -> 7*7*8.
+    assert per["mixture_vae/decoder/project"] == 3 * 2 * 2 * (7 * 7 * 8)
     # conv_0 at 14x14: 8 -> 4 filters; head projection 4 -> 2 params * 2^2 at 14x14.
-    assert dec["mixture_vae/decoder/conv_0"] == 2 * 14 * 14 * 9 * 8 * 4
-    assert dec["mixture_vae/decoder/head/projection"] == 2 * 14 * 14 * 9 * 4 * 8
+    assert per["mixture_vae/decoder/conv_0"] == 3 * 2 * 14 * 14 * 9 * 8 * 4
+    assert per["mixture_vae/decoder/head/projection"] == 3 * 2 * 14 * 14 * 9 * 4 * 8
     # FiLM: embedding 4 -> 2 * features, then one multiply-add per feature value.
-    assert dec["mixture_vae/decoder/film_0/projection"] == 2 * 4 * 16
-    assert dec["mixture_vae/decoder/film_1"] == 2 * 14 * 14 * 4
-    assert counts["encoder_flops"] == sum(enc.values())
-    assert counts["decode_flops"] == sum(dec.values())
-    fwd = counts["encoder_flops"] + 3 * counts["decode_flops"]
-    assert bench.forward_flops_per_image(counts, 3) == fwd
-    assert bench.train_flops_per_image(counts, 3) == 3 * fwd
-    assert bench.train_flops_per_image(counts, 1) < bench.train_flops_per_image(counts, 3)
+    assert per["mixture_vae/decoder/film_0/projection"] == 3 * 2 * 4 * 16
+    assert per["mixture_vae/decoder/film_1"] == 3 * 2 * 14 * 14 * 4
+    enc = sum(f for p, f in per.items() if "/encoder/" in p)
+    dec = sum(f for p, f in per.items() if "/decoder/" in p)
+    assert counts["encoder_flops"] == enc and counts["decoder_flops"] == dec
+    assert bench.train_flops_per_image(counts) == 3 * (enc + dec)
+    model.set_active_channels([0])
+    one = bench.count_step_flops(model, _images(4))
+    assert one["decoder_rows"] == 1 and one["decoder_flops"] == pytest.approx(dec / 3)
+
+
+def test_flop_counter_follows_neighbour_views_and_elbo_subbatch(bench):
+    model = _tiny_model()
+    model.elbo_subbatch = 2
+    model.set_active_channels([0, 1, 2])
+    x = _images(8)
+    counts = bench.count_step_flops(model, {"x": x, "neighbor": _images(8, seed=1)})
+    # The encoder sees the image and its augmented neighbour; the decoder only the
+    # 2-image ELBO sub-batch, 3 channels each: 6 rows for 8 images.
+    assert counts["encoder_rows"] == 2
+    assert counts["decoder_rows"] == pytest.approx(6 / 8)
+    plain = bench.count_step_flops(model, x)
+    assert counts["encoder_flops"] == pytest.approx(2 * plain["encoder_flops"])
 
 
 def test_flop_counter_concat_decoder(bench):
-    counts = bench.count_flops(_tiny_model("concat"))
-    dec = dict(counts["decoder"])
-    # Concat conditioning: the dense input is [z, e_c], 2 + 4 wide.
-    assert dec["mixture_vae/decoder/project"] == 2 * 6 * (7 * 7 * 8)
-    assert not any("film" in name for name in dec)
+    counts = bench.count_step_flops(_tiny_model("concat"), _images(2))
+    per = counts["layers"]
+    # Concat conditioning: the dense input is [z, e_c], 2 + 4 wide; 3 decodes per image.
+    assert per["mixture_vae/decoder/project"] == 3 * 2 * 6 * (7 * 7 * 8)
+    assert not any("film" in name for name in per)
 
 
 def test_derive_and_table(bench):
