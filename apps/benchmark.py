@@ -25,6 +25,7 @@ Usage:
 
     python apps/benchmark.py [--quick] [--json OUT] [--backends tensorflow,jax]
                              [--configs configs/film_het.json,configs/concat_het.json]
+                             [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -681,7 +682,9 @@ def format_table(records: list[dict], derived: dict | None = None) -> str:
 
 def _worker_main(args) -> int:
     settings = QUICK if args.quick else FULL
-    records = run_worker(args.configs, settings, log=lambda m: print(m, flush=True))
+    records = run_worker(
+        args.configs, settings, overrides=args.set, log=lambda m: print(m, flush=True)
+    )
     Path(args.out).write_text(json.dumps(records, indent=2))
     return 0
 
@@ -690,6 +693,8 @@ def _spawn(backend: str, args, out: Path) -> tuple[int, float]:
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--out", str(out)]
     cmd += ["--configs", ",".join(args.configs)]
+    for override in args.set:
+        cmd += ["--set", override]
     if args.quick:
         cmd.append("--quick")
     t0 = time.perf_counter()
@@ -703,6 +708,13 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--backends", default=",".join(DEFAULT_BACKENDS))
     parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override applied to every config (as `kmixvae fit --set`), repeatable",
+    )
     parser.add_argument("--worker-timeout", type=float, default=1200.0, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
@@ -713,6 +725,15 @@ def main(argv=None) -> int:
             args.configs[i] = str(REPO_ROOT / c)
     if args.worker:
         return _worker_main(args)
+    from kmixvae.config import load_config
+    from kmixvae.errors import KmixvaeError
+
+    for path in args.configs:  # a bad config or override fails here, before any worker
+        try:
+            load_config(path, overrides=list(args.set))
+        except KmixvaeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
 
     machine = machine_info()
     t_start = time.perf_counter()
@@ -733,6 +754,7 @@ def main(argv=None) -> int:
     machine["loadavg_end"] = list(os.getloadavg())
     machine["total_s"] = time.perf_counter() - t_start
     machine["mode"] = "quick" if args.quick else "full"
+    machine["overrides"] = list(args.set)
     machine["command"] = " ".join(["python", "apps/benchmark.py", *(argv or sys.argv[1:])])
     machine["gpu"] = sorted(
         {d for r in records for d in r["device"].split(",") if not d.startswith("cpu")}

@@ -86,6 +86,12 @@ class DecoderConfig:
     conditioning: str = _opt("film", choices=("concat", "film", "none"))
     embedding_dim: int = _opt(32, lo=1)
     filters: list[int] = _opt([64, 32], lo=1)
+    block: str = _opt(
+        "subpixel",
+        choices=("subpixel", "upsample"),
+        doc="2x upsampling block: 3x3 conv at low resolution to 4x the filters then pixel "
+        "shuffle (`subpixel`), or nearest upsampling then a 3x3 conv (`upsample`)",
+    )
     head: str = _opt("heteroscedastic", choices=("heteroscedastic", "bernoulli", "gaussian"))
     head_upscale: int = _opt(2, choices=(1, 2), doc="pixel-shuffle factor of the output head")
     sigma_min: float = _opt(0.05, lo=1e-6)

@@ -170,3 +170,9 @@ def test_worker_runs_tiny_config(bench):
         else:
             assert r["xla_gflop_per_image"] is None
     assert records[0]["gflop_per_image"] > records[1]["gflop_per_image"]
+
+
+def test_bad_override_fails_before_any_worker(bench, capsys):
+    assert bench.main(["--set", "model.decoder.block=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model.decoder.block") and "Traceback" not in err

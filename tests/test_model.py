@@ -141,9 +141,34 @@ def test_invalid_choices_raise_config_error():
             build_model(cfg, (8, 8, 1))
 
 
+@pytest.mark.parametrize("block", ["subpixel", "upsample"])
+def test_decoder_block_choice(block):
+    model = build_model(tiny_config(decoder__block=block), (8, 8, 1))
+    conv = model.decoder.convs[0]
+    assert model.describe()["decoder_block"] == block
+    # 8x8 images, one 2x block and a 2x head: a 2x2 grid. The sub-pixel block convolves
+    # the 2x2 map into 4 x 8 filters; the upsample block the upsampled 4x4 map into 8.
+    assert conv.kernel.shape[-1] == (32 if block == "subpixel" else 8)
+    seen = []
+    original = conv.call
+
+    def spy(x):
+        seen.append(tuple(x.shape[1:3]))
+        return original(x)
+
+    conv.call = spy
+    try:
+        params = model.decoder(np.zeros((2, 2), "float32"), np.array([0, 1]))
+    finally:
+        del conv.call
+    assert seen == [(2, 2) if block == "subpixel" else (4, 4)]
+    assert tuple(params.shape[:3]) == (2, 8, 8)
+
+
+@pytest.mark.parametrize("block", ["subpixel", "upsample"])
 @pytest.mark.parametrize("shape,upscale", [((12, 10, 3), 2), ((7, 9, 1), 1)])
-def test_any_image_shape_works(shape, upscale):
-    model = build_model(tiny_config(decoder__head_upscale=upscale), shape)
+def test_any_image_shape_works(shape, upscale, block):
+    model = build_model(tiny_config(decoder__head_upscale=upscale, decoder__block=block), shape)
     x = images(2, shape)
     terms = model(x)
     assert np_(terms["nll"]).shape == (2, 3)

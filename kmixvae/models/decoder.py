@@ -9,18 +9,28 @@ from keras import ops
 
 from kmixvae.layers.channel_embedding import ChannelEmbedding
 from kmixvae.layers.film import FiLM
+from kmixvae.layers.output_heads import depth_to_space
 
 CONDITIONINGS = ("concat", "film", "none")
+BLOCKS = ("subpixel", "upsample")
 
 
 @keras.saving.register_keras_serializable(package="kmixvae")
 class Decoder(keras.layers.Layer):
     """Dense to a small feature map, upsampling blocks, an output head.
 
-    Each block is nearest-neighbour 2x upsampling then a 3x3 convolution
-    (about 4x faster than a transposed convolution on JAX CPU). The head may
-    finish with a pixel shuffle (`head.upscale`), so that no convolution runs
-    at full resolution (the costliest place on CPU). The channel c reaches the decoder through a learned
+    Each block doubles the resolution. `"subpixel"` (Shi et al. 2016) runs
+    the 3x3 convolution at the low resolution with 4x the filters and pixel-
+    shuffles the result; `"upsample"` upsamples (nearest) and then convolves.
+    Both cost the same FLOPs; the sub-pixel block is one wide convolution
+    instead of a narrow one on 4x the pixels, and made whole film_het
+    training steps (k=10) 1.15x (TF) and 1.27x (JAX) faster on a 2-core CPU
+    (docs/performance.md). Both are about 4x faster than a transposed
+    convolution on JAX CPU. The head may finish
+    with a pixel shuffle (`head.upscale`), so that no convolution runs at
+    full resolution (the costliest place on CPU).
+
+    The channel c reaches the decoder through a learned
     embedding e_c, by one of three strategies:
 
     - `"concat"`: the decoder input is `[z, e_c]`;
@@ -35,6 +45,8 @@ class Decoder(keras.layers.Layer):
         conditioning: `"concat"`, `"film"` or `"none"`.
         embedding_dim: int. Size of e_c.
         filters: list of int. Filters of the feature map and of each block.
+        block: `"subpixel"` or `"upsample"` (the default, for models saved
+            before the choice existed), the 2x block.
         head: an output-head layer (see `kmixvae.layers.output_heads`).
         **kwargs: standard `keras.layers.Layer` arguments.
 
@@ -63,6 +75,7 @@ class Decoder(keras.layers.Layer):
         embedding_dim,
         filters,
         head,
+        block="upsample",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -70,6 +83,9 @@ class Decoder(keras.layers.Layer):
             raise ValueError(
                 f"Decoder conditioning: {conditioning!r} is not one of {', '.join(CONDITIONINGS)}"
             )
+        if block not in BLOCKS:
+            raise ValueError(f"Decoder block: {block!r} is not one of {', '.join(BLOCKS)}")
+        self.block = block
         self.image_shape = tuple(int(s) for s in image_shape)
         self.latent_dim = int(latent_dim)
         self.num_channels = int(num_channels)
@@ -94,9 +110,9 @@ class Decoder(keras.layers.Layer):
         self.project = keras.layers.Dense(
             self._grid[0] * self._grid[1] * self.filters[0], name="project"
         )
-        self.upsamples = [keras.layers.UpSampling2D(2, name=f"up_{i}") for i in range(n_up)]
+        width = 4 if block == "subpixel" else 1
         self.convs = [
-            keras.layers.Conv2D(f, 3, padding="same", name=f"conv_{i}")
+            keras.layers.Conv2D(width * f, 3, padding="same", name=f"conv_{i}")
             for i, f in enumerate(self.filters[1:])
         ]
         self.films = (
@@ -117,10 +133,11 @@ class Decoder(keras.layers.Layer):
         shape = (n, self._grid[0], self._grid[1], self.filters[0])
         if self.films:
             self.films[0].build(shape, e_shape)
-        for i, (up, conv) in enumerate(zip(self.upsamples, self.convs)):
-            shape = up.compute_output_shape(shape)
+        for i, conv in enumerate(self.convs):
+            if self.block == "upsample":
+                shape = (n, 2 * shape[1], 2 * shape[2], shape[3])
             conv.build(shape)
-            shape = conv.compute_output_shape(shape)
+            shape = (n, 2 * shape[1], 2 * shape[2], self.filters[i + 1])
             if self.films:
                 self.films[i + 1].build(shape, e_shape)
         if not self.head.built:
@@ -139,8 +156,11 @@ class Decoder(keras.layers.Layer):
         if e is not None:
             h = self.films[0](h, e)
         h = ops.relu(h)
-        for i, (up, conv) in enumerate(zip(self.upsamples, self.convs)):
-            h = conv(up(h))
+        for i, conv in enumerate(self.convs):
+            if self.block == "upsample":
+                h = conv(ops.repeat(ops.repeat(h, 2, axis=1), 2, axis=2))
+            else:
+                h = depth_to_space(conv(h), 2)
             if e is not None:
                 h = self.films[i + 1](h, e)
             h = ops.relu(h)
@@ -157,6 +177,7 @@ class Decoder(keras.layers.Layer):
                 "conditioning": self.conditioning,
                 "embedding_dim": self.embedding_dim,
                 "filters": self.filters,
+                "block": self.block,
                 "head": keras.layers.serialize(self.head),
             }
         )

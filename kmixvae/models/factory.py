@@ -78,6 +78,7 @@ def build_model(config: Config, image_shape: tuple[int, int, int]) -> MixtureVAE
         conditioning=m.decoder.conditioning,
         embedding_dim=m.decoder.embedding_dim,
         filters=m.decoder.filters,
+        block=m.decoder.block,
         head=build_head(config, image_shape[-1]),
         name="decoder",
     )

@@ -619,6 +619,7 @@ class MixtureVAE(keras.Model):
             "film_layers": len(films),
             "embedding_dim": dec.embedding_dim if dec.embedding is not None else 0,
             "decoder_filters": dec.filters,
+            "decoder_block": dec.block,
             "encoder_filters": self.encoder.filters,
             "head": type(head).__name__,
             "likelihood": head.likelihood,
