@@ -175,6 +175,15 @@ class TrainingConfig:
     learning_rate: float = _opt(1e-3, lo=0.0)
     lr_schedule: str = _opt("constant", choices=("constant", "cosine"))
     lr_final: float = _opt(0.0, lo=0.0, doc="cosine schedule: the final learning rate")
+    restart_epoch: int = _opt(
+        0,
+        lo=0,
+        doc="from this epoch the optimizer starts afresh (moments and step count reset) and "
+        "the learning-rate schedule restarts at restart_learning_rate (0 = never)",
+    )
+    restart_learning_rate: Optional[float] = _opt(
+        None, lo=0.0, doc="learning rate after the restart (null = training.learning_rate)"
+    )
     clipnorm: Optional[float] = _opt(None, lo=0.0)
     early_stopping: EarlyStoppingConfig = _sub(EarlyStoppingConfig)
 
@@ -347,6 +356,21 @@ def validate(config: Config) -> Config:
         )
     if config.training.lr_schedule == "constant" and config.training.lr_final > 0:
         raise ConfigError("training.lr_final: only used by lr_schedule 'cosine'")
+    t = config.training
+    if t.restart_epoch >= t.epochs:
+        raise ConfigError(
+            f"training.restart_epoch: {t.restart_epoch} must be below training.epochs ({t.epochs})"
+        )
+    if t.restart_learning_rate is not None:
+        if t.restart_epoch == 0:
+            raise ConfigError(
+                "training.restart_learning_rate: only used with training.restart_epoch > 0"
+            )
+        if t.lr_final > t.restart_learning_rate:
+            raise ConfigError(
+                f"training.lr_final: {t.lr_final} exceeds training.restart_learning_rate "
+                f"({t.restart_learning_rate})"
+            )
     return config
 
 

@@ -67,6 +67,36 @@ class SelfLabelStart(_SwitchOnAt):
     setter = "set_self_labelling"
 
 
+class OptimizerRestart(keras.callbacks.Callback):
+    """Starts the optimizer afresh at epoch `start` (0-based): a warm restart.
+
+    Zeroes every optimizer variable (moments and the step count, so Adam's
+    bias correction starts over) and moves the `PhasedLearningRate` schedule
+    to its next phase; the compiled step is rebuilt once. A run resumed after
+    the restart keeps its saved optimizer state and only selects the phase.
+
+    Args:
+        start: int. The first epoch of the second phase.
+    """
+
+    def __init__(self, start):
+        super().__init__()
+        self.start = int(start)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Under mixed float16 the loss-scale wrapper keeps its scale; its inner optimizer restarts.
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
+        schedule = optimizer._learning_rate
+        phase = 1 if epoch >= self.start else 0
+        if getattr(schedule, "phase", phase) == phase:
+            return
+        if epoch == self.start:
+            for variable in optimizer.variables:
+                variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+        schedule.phase = phase
+        self.model.make_train_function(force=True)
+
+
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds the optimizer's current learning rate to the epoch logs."""
 

@@ -64,7 +64,18 @@ def check_run_dir(path: str | Path) -> Path:
 def make_optimizer(config: config_lib.Config, steps_per_epoch: int):
     t = config.training
     lr = t.learning_rate
-    if t.lr_schedule == "cosine":
+    if t.restart_epoch > 0:
+        from kmixvae.training.schedules import PhasedLearningRate
+
+        restart_lr = t.restart_learning_rate if t.restart_learning_rate is not None else lr
+        lr = PhasedLearningRate(
+            [
+                [lr, t.lr_final, t.restart_epoch * steps_per_epoch],
+                [restart_lr, t.lr_final, (t.epochs - t.restart_epoch) * steps_per_epoch],
+            ],
+            cosine=t.lr_schedule == "cosine",
+        )
+    elif t.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(
             lr, decay_steps=max(1, t.epochs * steps_per_epoch)
         )
@@ -195,6 +206,8 @@ def fit_run(
         callbacks.append(cb.ElboStart(config.loss.elbo_start_epoch))
     if config.loss.self_label_weight > 0:
         callbacks.append(cb.SelfLabelStart(config.loss.self_label_start_epoch))
+    if config.training.restart_epoch > 0:
+        callbacks.append(cb.OptimizerRestart(config.training.restart_epoch))
     callbacks.append(cb.LearningRateLogger())
     if data.val_labels is not None:
         callbacks.append(
