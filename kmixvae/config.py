@@ -58,6 +58,12 @@ class DataConfig:
     neighbors: int = _opt(
         0, lo=0, doc="k of the pixel-space k-NN graph that pairs training images (0 = no pairs)"
     )
+    neighbor_refresh_epoch: int = _opt(
+        0,
+        lo=0,
+        doc="from this epoch the pairs come from the k-NN graph of the encoder's trunk "
+        "features, computed once at that epoch (0 = pixel pairs throughout)",
+    )
 
 
 @dataclass
@@ -357,6 +363,16 @@ def validate(config: Config) -> Config:
     if config.training.lr_schedule == "constant" and config.training.lr_final > 0:
         raise ConfigError("training.lr_final: only used by lr_schedule 'cosine'")
     t = config.training
+    refresh = config.data.neighbor_refresh_epoch
+    if refresh > 0 and config.data.neighbors == 0:
+        raise ConfigError(
+            f"data.neighbor_refresh_epoch: {refresh} refreshes neighbour pairs, "
+            "but data.neighbors is 0"
+        )
+    if refresh >= t.epochs:
+        raise ConfigError(
+            f"data.neighbor_refresh_epoch: {refresh} must be below training.epochs ({t.epochs})"
+        )
     if t.restart_epoch >= t.epochs:
         raise ConfigError(
             f"training.restart_epoch: {t.restart_epoch} must be below training.epochs ({t.epochs})"

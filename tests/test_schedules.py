@@ -135,3 +135,30 @@ def test_resumed_run_keeps_its_restarted_optimizer(tmp_path):
 def test_restart_keys_are_checked(training, message):
     with pytest.raises(ConfigError, match=message):
         _config(**training)
+
+
+def test_a_fresh_process_loads_a_model_trained_with_a_restart(tmp_path):
+    """`kmixvae evaluate` & co. load checkpoints in a new process: the schedule must be registered."""
+    import os
+    import subprocess
+    import sys
+
+    x = np.random.default_rng(0).random((16, 28, 28, 1)).astype("float32")
+    config = _config(restart_epoch=1)
+    model = _compiled(config, 2)
+    model.fit(x, batch_size=8, epochs=2, verbose=0, callbacks=[OptimizerRestart(1)])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    code = (
+        "import sys; from kmixvae.training.fit import load_model_file; "
+        "m = load_model_file(sys.argv[1]); print(type(m.optimizer._learning_rate).__name__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "PhasedLearningRate"

@@ -1,7 +1,8 @@
-"""Nearest neighbours in pixel space: the pairs of the neighbour-consistency term.
+"""Nearest neighbours: the pairs of the neighbour-consistency term.
 
-Computed once from the training images (no labels): cosine similarity of
-centred, L2-normalised pixel vectors. On the 8,000 real MNIST images of
+Computed from the training images (no labels): cosine similarity of
+centred, L2-normalised pixel vectors, or (after `data.neighbor_refresh_epoch`)
+of the encoder's trunk features. On the 8,000 real MNIST images of
 `test[:80%]`, 91% of the 10 nearest neighbours of an image share its label
 (measured; labels are not used to build the graph).
 """
@@ -29,10 +30,28 @@ def pixel_neighbors(images: np.ndarray, k: int, block: int = 1024) -> np.ndarray
     nbr = pixel_neighbors(train_images, k=20)   # (N, 20)
     ```
     """
-    n = len(images)
+    images = np.asarray(images)
+    return cosine_neighbors(images.reshape(len(images), -1), k, block=block)
+
+
+def cosine_neighbors(vectors: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
+    """The `k` nearest neighbours of every row of `(N, D)` vectors, nearest first.
+
+    Similarity is the cosine of the vectors after centring each one (its mean
+    over D subtracted); a row is never its own neighbour.
+
+    Args:
+        vectors: `(N, D)` pixels or features.
+        k: int. Neighbours per row; `1 <= k < N`.
+        block: int. Rows of the similarity matrix computed at once.
+
+    Returns:
+        int64 `(N, k)` row indices.
+    """
+    n = len(vectors)
     if not 1 <= k < n:
         raise ValueError(f"k: {k} must be in 1..{n - 1} for {n} images")
-    f = np.asarray(images, dtype="float32").reshape(n, -1)
+    f = np.asarray(vectors, dtype="float32").reshape(n, -1)
     f = f - f.mean(axis=1, keepdims=True)
     f /= np.linalg.norm(f, axis=1, keepdims=True) + 1e-8
     out = np.empty((n, k), dtype="int64")

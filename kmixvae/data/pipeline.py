@@ -112,7 +112,8 @@ def make_neighbor_dataset(
 
     Args:
         images: uint8 `[N, H, W, C]` (or float in [0, 1]).
-        neighbors: int `[N, k]` neighbour indices.
+        neighbors: int `[N, k]` neighbour indices, or an int64 `tf.Variable`
+            of that shape (assigning it changes the pairs of later batches).
         batch_size: examples per batch.
         seed: shuffle and draw seed.
         drop_remainder: drop the last, smaller batch.
@@ -121,13 +122,16 @@ def make_neighbor_dataset(
         A prefetched dataset of dicts of float32 `[B, H, W, C]` batches.
     """
     images = np.asarray(images)
-    neighbors = np.asarray(neighbors, dtype="int64")
-    if neighbors.ndim != 2 or len(neighbors) != len(images):
-        raise DataError(f"neighbors: expected shape ({len(images)}, k), got {neighbors.shape}")
+    if isinstance(neighbors, tf.Variable):
+        nbr = neighbors
+    else:
+        nbr = tf.constant(np.asarray(neighbors, dtype="int64"))
+    shape = tuple(nbr.shape)
+    if len(shape) != 2 or shape[0] != len(images):
+        raise DataError(f"neighbors: expected shape ({len(images)}, k), got {shape}")
     scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
     table = tf.constant(images)
-    nbr = tf.constant(neighbors)
-    k = neighbors.shape[1]
+    k = shape[1]
     n = len(images)
     ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)

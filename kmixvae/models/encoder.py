@@ -111,7 +111,8 @@ class Encoder(keras.layers.Layer):
             head.build(shape)
         self.built = True
 
-    def call(self, x, training=False, detach_latents=False):
+    def features(self, x, training=False):
+        """The trunk's `(N, dense_units)` features, from which every head reads."""
         h = x
         for i, conv in enumerate(self.convs):
             h = conv(h)
@@ -120,6 +121,10 @@ class Encoder(keras.layers.Layer):
         h = self.dense(self.flatten(h))
         if self.norms:
             h = ops.relu(self.norms[-1](h, training=training))
+        return h
+
+    def call(self, x, training=False, detach_latents=False):
+        h = self.features(x, training=training)
         logits = self.channel_logits(h)
         if detach_latents:
             # The latent heads learn on the trunk's features without training the trunk.

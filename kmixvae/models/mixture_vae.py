@@ -483,6 +483,9 @@ class MixtureVAE(keras.Model):
                 x_in = keras.Input(self.decoder.image_shape, name="x")
                 logits, mu, log_var = self.encoder(x_in)
                 cache.models[name] = keras.Model(x_in, [logits, mu, log_var])
+            elif name == "features":
+                x_in = keras.Input(self.decoder.image_shape, name="x")
+                cache.models[name] = keras.Model(x_in, self.encoder.features(x_in))
             elif name == "decode":
                 z_in = keras.Input((self.latent_dim,), name="z")
                 c_in = keras.Input((), dtype="int32", name="channel")
@@ -534,6 +537,10 @@ class MixtureVAE(keras.Model):
         mu = np.broadcast_to(mu, (len(x), k, self.latent_dim)).astype("float32")
         var = np.exp(np.broadcast_to(log_var, (len(x), k, self.latent_dim))).astype("float32")
         return {"q": q, "mu": mu, "var": var, "channel": q.argmax(axis=1).astype("int64")}
+
+    def features(self, x, batch_size: int = 512) -> np.ndarray:
+        """The encoder trunk's `(N, dense_units)` features of images in [0, 1]."""
+        return self._run("features", [np.asarray(x, dtype="float32")], batch_size)[0]
 
     def decode(self, z, channels, batch_size: int = 512) -> dict:
         """Decodes latents `(N, d)` with channels `(N,)` (or one int).

@@ -97,6 +97,52 @@ class OptimizerRestart(keras.callbacks.Callback):
         self.model.make_train_function(force=True)
 
 
+class NeighborRefresh(keras.callbacks.Callback):
+    """Re-pairs the training images by the encoder's own features at epoch `start`.
+
+    At the start of that epoch (0-based) it computes the `k` nearest
+    neighbours of every training image in the trunk's feature space
+    (`model.features`, cosine) and assigns them to the `tf.Variable` the
+    neighbour dataset draws from. The graph is saved to `path` first; a run
+    resumed after the refresh loads it instead of recomputing it.
+
+    Args:
+        start: int. The first epoch that trains on the new pairs.
+        images: uint8 or [0, 1] float `(N, H, W, C)` training images.
+        table: int64 `tf.Variable` `(N, k)` read by the neighbour dataset.
+        path: `.npy` file that keeps the refreshed graph.
+        log: function printing one message.
+    """
+
+    def __init__(self, start, images, table, path, log=print):
+        super().__init__()
+        self.start = int(start)
+        self.images = images
+        self.table = table
+        self.path = Path(path)
+        self.log = log
+        self.done = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.done or epoch < self.start:
+            return
+        from kmixvae.data.neighbors import cosine_neighbors
+
+        if self.path.is_file():
+            neighbors = np.load(self.path)
+            how = f"loaded from {self.path}"
+        else:
+            t0 = time.perf_counter()
+            x = np.asarray(self.images)
+            x = x.astype("float32") / 255.0 if x.dtype == np.uint8 else x.astype("float32")
+            neighbors = cosine_neighbors(self.model.features(x), int(self.table.shape[1]))
+            atomic_write(self.path, lambda tmp: np.save(tmp, neighbors))
+            how = f"encoder features, {time.perf_counter() - t0:.1f} s"
+        self.table.assign(neighbors.astype("int64"))
+        self.done = True
+        self.log(f"neighbour pairs: k={self.table.shape[1]} refreshed at epoch {epoch + 1} ({how})")
+
+
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds the optimizer's current learning rate to the epoch logs."""
 

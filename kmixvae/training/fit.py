@@ -262,6 +262,21 @@ def fit_run(
         log(
             f"neighbour pairs: k={config.data.neighbors} in pixel space ({time.perf_counter() - t_nbr:.1f} s)"
         )
+        if config.data.neighbor_refresh_epoch > 0:
+            import tensorflow as tf
+
+            table = tf.Variable(neighbors, trainable=False, dtype=tf.int64)
+            callbacks.insert(
+                0,
+                cb.NeighborRefresh(
+                    config.data.neighbor_refresh_epoch,
+                    data.train_images,
+                    table,
+                    path / "neighbors_refreshed.npy",
+                    log=log,
+                ),
+            )
+            neighbors = table
         train_ds = make_neighbor_dataset(
             data.train_images, neighbors, config.data.batch_size, seed=config.seed
         )

@@ -1,0 +1,117 @@
+"""Neighbour pairs re-computed in the encoder's feature space (data.neighbor_refresh_epoch)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kmixvae.config import from_dict
+from kmixvae.data.neighbors import cosine_neighbors, pixel_neighbors
+from kmixvae.data.pipeline import make_neighbor_dataset
+from kmixvae.errors import ConfigError
+from kmixvae.models.factory import build_model
+from kmixvae.training.callbacks import NeighborRefresh
+
+TINY = {
+    "num_channels": 3,
+    "encoder": {"filters": [8], "dense_units": 16, "batch_norm": True, "batch_norm_momentum": 0.9},
+    "decoder": {"filters": [8, 8], "embedding_dim": 4},
+}
+
+
+def _images(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, 28, 28, 1)) * 255).astype("uint8")
+
+
+def test_cosine_neighbors_of_vectors_match_brute_force():
+    v = np.random.default_rng(0).standard_normal((30, 5)).astype("float32")
+    nbr = cosine_neighbors(v, 4)
+    c = v - v.mean(1, keepdims=True)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    sim = c @ c.T
+    np.fill_diagonal(sim, -np.inf)
+    np.testing.assert_array_equal(nbr, np.argsort(-sim, axis=1)[:, :4])
+    x = _images(30)
+    np.testing.assert_array_equal(pixel_neighbors(x, 4), cosine_neighbors(x.reshape(30, -1), 4))
+
+
+def test_neighbour_dataset_follows_its_variable():
+    n = 12
+    # Image i is the constant i: a pair's neighbour image tells its index.
+    x = np.repeat(np.arange(n, dtype="uint8"), 28 * 28).reshape(n, 28, 28, 1)
+    table = tf.Variable(((np.arange(n) + 1) % n)[:, None], dtype=tf.int64)
+    ds = make_neighbor_dataset(x, table, n, seed=0)
+
+    def pairs():
+        batch = next(iter(ds))
+        i = np.rint(batch["x"].numpy()[:, 0, 0, 0] * 255).astype(int)
+        j = np.rint(batch["neighbor"].numpy()[:, 0, 0, 0] * 255).astype(int)
+        return i, j
+
+    i, j = pairs()
+    np.testing.assert_array_equal(j, (i + 1) % n)
+    table.assign(((np.arange(n) + 5) % n)[:, None])
+    i, j = pairs()
+    np.testing.assert_array_equal(j, (i + 5) % n)
+
+
+def _model():
+    cfg = from_dict({"model": TINY, "loss": {"diversity_weight": 0.0}})
+    model = build_model(cfg, (28, 28, 1))
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    return model
+
+
+def test_refresh_uses_the_encoder_features_and_saves_them(tmp_path):
+    x = _images()
+    model = _model()
+    table = tf.Variable(pixel_neighbors(x, 3), dtype=tf.int64)
+    path = tmp_path / "neighbors_refreshed.npy"
+    messages = []
+    refresh = NeighborRefresh(1, x, table, path, log=messages.append)
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(table.numpy().copy())
+            if epoch == 1:
+                features = self.model.features(x.astype("float32") / 255.0)
+                seen.append(cosine_neighbors(features, 3))
+
+    model.fit(
+        x.astype("float32") / 255.0, batch_size=8, epochs=2, verbose=0, callbacks=[refresh, Probe()]
+    )
+    pixel, refreshed, expected = seen
+    np.testing.assert_array_equal(pixel, pixel_neighbors(x, 3))
+    np.testing.assert_array_equal(refreshed, expected)
+    assert not np.array_equal(refreshed, pixel)
+    np.testing.assert_array_equal(np.load(path), refreshed)
+    assert len(messages) == 1 and "refreshed at epoch 2" in messages[0]
+
+    # A resumed run loads the saved graph rather than recomputing it.
+    other = tf.Variable(pixel_neighbors(x, 3), dtype=tf.int64)
+    again = NeighborRefresh(1, x, other, path, log=messages.append)
+    again.set_model(model)
+    model.features = None  # recomputing would fail
+    again.on_epoch_begin(3)
+    np.testing.assert_array_equal(other.numpy(), refreshed)
+    assert "loaded from" in messages[-1]
+
+
+@pytest.mark.parametrize(
+    "data, loss, message",
+    [
+        ({"neighbor_refresh_epoch": 2}, {}, "data.neighbor_refresh_epoch: 2 refreshes neighbour"),
+        (
+            {"neighbors": 5, "neighbor_refresh_epoch": 9},
+            {"neighbor_weight": 1.0},
+            "data.neighbor_refresh_epoch: 9 must be below training.epochs",
+        ),
+    ],
+)
+def test_refresh_keys_are_checked(data, loss, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict({"data": data, "loss": loss, "training": {"epochs": 9}})
