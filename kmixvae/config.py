@@ -58,6 +58,9 @@ class DataConfig:
     neighbors: int = _opt(
         0, lo=0, doc="k of the pixel-space k-NN graph that pairs training images (0 = no pairs)"
     )
+    neighbor_mutual: bool = _opt(
+        False, doc="keep only mutual k-NN pairs (j in kNN(i) and i in kNN(j))"
+    )
     neighbor_refresh_epoch: int = _opt(
         0,
         lo=0,
@@ -368,6 +371,10 @@ def validate(config: Config) -> Config:
         raise ConfigError(
             f"data.neighbor_refresh_epoch: {refresh} refreshes neighbour pairs, "
             "but data.neighbors is 0"
+        )
+    if config.data.neighbor_mutual and config.data.neighbors == 0:
+        raise ConfigError(
+            "data.neighbor_mutual: true filters neighbour pairs, but data.neighbors is 0"
         )
     if refresh >= t.epochs:
         raise ConfigError(

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from kmixvae.config import from_dict
-from kmixvae.data.neighbors import cosine_neighbors, pixel_neighbors
+from kmixvae.data.neighbors import cosine_neighbors, mutual_neighbors, pixel_neighbors
 from kmixvae.data.pipeline import make_neighbor_dataset
 from kmixvae.errors import ConfigError
 from kmixvae.models.factory import build_model
@@ -115,3 +115,22 @@ def test_refresh_uses_the_encoder_features_and_saves_them(tmp_path):
 def test_refresh_keys_are_checked(data, loss, message):
     with pytest.raises(ConfigError, match=message):
         from_dict({"data": data, "loss": loss, "training": {"epochs": 9}})
+
+
+def test_mutual_neighbors_keep_only_pairs_that_point_both_ways():
+    # 0<->1 and 2<->3 are mutual; 0->2, 1->3, 2->1 and 3->0 point one way only.
+    out = mutual_neighbors(np.array([[1, 2], [0, 3], [3, 1], [2, 0]]))
+    np.testing.assert_array_equal(out, [[1, 1], [0, 0], [3, 3], [2, 2]])
+    # Each image lists the next two of a 4-cycle: only i <-> i+2 is mutual.
+    out = mutual_neighbors(np.array([[1, 2], [2, 3], [3, 0], [0, 1]]))
+    np.testing.assert_array_equal(out, [[2, 2], [3, 3], [0, 0], [1, 1]])
+    # A 5-cycle listing the next two has no mutual pair: each keeps its nearest.
+    nbr = np.array([[(i + 1) % 5, (i + 2) % 5] for i in range(5)])
+    np.testing.assert_array_equal(mutual_neighbors(nbr), nbr[:, [0, 0]])
+
+
+def test_mutual_neighbors_repeat_to_fill_the_row():
+    nbr = np.array([[1, 2, 3], [0, 3, 4], [0, 3, 4], [0, 1, 2], [0, 2, 3]])
+    out = mutual_neighbors(nbr)
+    np.testing.assert_array_equal(out[0], [1, 2, 3])  # 1, 2 and 3 all list 0
+    np.testing.assert_array_equal(out[1], [0, 3, 0])  # 4 does not list 1: 0, 3 repeated

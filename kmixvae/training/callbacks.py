@@ -111,11 +111,15 @@ class NeighborRefresh(keras.callbacks.Callback):
         images: uint8 or [0, 1] float `(N, H, W, C)` training images.
         table: int64 `tf.Variable` `(N, k)` read by the neighbour dataset.
         path: `.npy` file that keeps the refreshed graph.
+        k: int. Neighbours per image (default: the table's width).
+        mutual: bool. Keep only mutual pairs (`mutual_neighbors`).
         log: function printing one message.
     """
 
-    def __init__(self, start, images, table, path, log=print):
+    def __init__(self, start, images, table, path, k=None, mutual=False, log=print):
         super().__init__()
+        self.k = int(k or table.shape[1])
+        self.mutual = bool(mutual)
         self.start = int(start)
         self.images = images
         self.table = table
@@ -126,7 +130,7 @@ class NeighborRefresh(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self.done or epoch < self.start:
             return
-        from kmixvae.data.neighbors import cosine_neighbors
+        from kmixvae.data.neighbors import cosine_neighbors, mutual_neighbors
 
         if self.path.is_file():
             neighbors = np.load(self.path)
@@ -135,12 +139,14 @@ class NeighborRefresh(keras.callbacks.Callback):
             t0 = time.perf_counter()
             x = np.asarray(self.images)
             x = x.astype("float32") / 255.0 if x.dtype == np.uint8 else x.astype("float32")
-            neighbors = cosine_neighbors(self.model.features(x), int(self.table.shape[1]))
+            neighbors = cosine_neighbors(self.model.features(x), self.k)
+            if self.mutual:
+                neighbors = mutual_neighbors(neighbors)
             atomic_write(self.path, lambda tmp: np.save(tmp, neighbors))
             how = f"encoder features, {time.perf_counter() - t0:.1f} s"
         self.table.assign(neighbors.astype("int64"))
         self.done = True
-        self.log(f"neighbour pairs: k={self.table.shape[1]} refreshed at epoch {epoch + 1} ({how})")
+        self.log(f"neighbour pairs: k={self.k} refreshed at epoch {epoch + 1} ({how})")
 
 
 class LearningRateLogger(keras.callbacks.Callback):

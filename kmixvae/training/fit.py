@@ -254,13 +254,17 @@ def fit_run(
         callbacks.extend(_tensorboard_callbacks(config, path, data))
 
     if config.data.neighbors > 0:
-        from kmixvae.data.neighbors import pixel_neighbors
+        from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
         from kmixvae.data.pipeline import make_neighbor_dataset
 
         t_nbr = time.perf_counter()
         neighbors = pixel_neighbors(data.train_images, config.data.neighbors)
+        if config.data.neighbor_mutual:
+            neighbors = mutual_neighbors(neighbors)
         log(
-            f"neighbour pairs: k={config.data.neighbors} in pixel space ({time.perf_counter() - t_nbr:.1f} s)"
+            f"neighbour pairs: k={config.data.neighbors}"
+            f"{' mutual' if config.data.neighbor_mutual else ''} in pixel space "
+            f"({time.perf_counter() - t_nbr:.1f} s)"
         )
         if config.data.neighbor_refresh_epoch > 0:
             import tensorflow as tf
@@ -273,6 +277,8 @@ def fit_run(
                     data.train_images,
                     table,
                     path / "neighbors_refreshed.npy",
+                    k=config.data.neighbors,
+                    mutual=config.data.neighbor_mutual,
                     log=log,
                 ),
             )
