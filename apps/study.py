@@ -193,11 +193,47 @@ def _figures(grid: dict, results: dict, out: Path) -> list[Path]:
     return paths
 
 
+KEY_FIGURES = (
+    "core/model_reconstructions.png",
+    "mixture/channel_samples.png",
+    "mixture/channel_usage.png",
+)
+
+
+def _variant_figures(grid: dict, results: dict, out: Path) -> dict[str, list[Path]]:
+    """`kmixvae visualize` of each variant's first finished seed on the held-out split."""
+    figures = {}
+    for variant, runs in results.items():
+        if not runs:
+            continue
+        folder = out / variant
+        if not all((folder / f).is_file() for f in KEY_FIGURES):
+            cmd = KMIXVAE + [
+                "visualize",
+                str(ROOT / runs[0]["run_dir"]),
+                "--data-dir",
+                grid["data_dir"],
+                "--split",
+                grid["eval_split"],
+                "--out",
+                str(folder),
+                "--max-points",
+                "2000",
+            ]
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"[study] figures of {variant} failed: {proc.stderr.strip()[-300:]}")
+                continue
+        figures[variant] = [folder / f for f in KEY_FIGURES if (folder / f).is_file()]
+    return figures
+
+
 def write_report(grid: dict, results: dict, command: str) -> Path:
     name = grid["name"]
     doc = ROOT / "docs" / f"study_{name}.md"
     fig_dir = ROOT / "docs" / f"study_{name}"
     figs = _figures(grid, results, fig_dir)
+    per_variant = _variant_figures(grid, results, fig_dir)
     lines = [
         f"# Study: {name}",
         "",
@@ -240,14 +276,20 @@ def write_report(grid: dict, results: dict, command: str) -> Path:
         "",
         "Per run:",
         "",
-        "| run | acc % | specialised | garbage channels | -ELBO | recon MSE |",
-        "|---|---|---|---|---|---|",
+        "| run | acc % | specialised | garbage channels | active channels at the end | -ELBO | "
+        "recon MSE | train s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for runs in results.values():
         for r in runs:
+            active = r["history"][-1].get("active_channels") if r["history"] else None
+            seconds = r.get("train_seconds")
             lines.append(
-                f"| `{r['run_dir']}` | {100 * r.get('accuracy', float('nan')):.1f} | {r.get('specialised_count')} | "
-                f"{r.get('garbage_channels')} | {r.get('nelbo', float('nan')):.1f} | {r.get('recon_mse', float('nan')):.4f} |"
+                f"| `{r['run_dir']}` | {100 * r.get('accuracy', float('nan')):.1f} | "
+                f"{r.get('specialised_count')} | {r.get('garbage_channels')} | "
+                f"{'-' if active is None else int(active)} | {r.get('nelbo', float('nan')):.1f} | "
+                f"{r.get('recon_mse', float('nan')):.4f} | "
+                f"{'-' if seconds is None else f'{seconds:.0f}'} |"
             )
     lines += ["", "Variants:", ""]
     for variant, spec in grid["variants"].items():
@@ -255,6 +297,10 @@ def write_report(grid: dict, results: dict, command: str) -> Path:
     lines += ["", "Figures:", ""]
     for p in figs:
         lines.append(f"![{p.stem}]({p.relative_to(doc.parent)})")
+    for variant, paths in per_variant.items():
+        lines += ["", f"`{variant}` (first seed; held-out images):", ""]
+        for p in paths:
+            lines.append(f"![{variant} {p.stem}]({p.relative_to(doc.parent)})")
     doc.parent.mkdir(parents=True, exist_ok=True)
     from kmixvae.utils.files import atomic_write_text
 

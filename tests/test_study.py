@@ -1,0 +1,76 @@
+"""apps/study.py end to end on a tiny synthetic grid: runs, report, figures, resumption."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import write_patterns
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SMOKE = REPO_ROOT / "configs" / "smoke.json"
+
+
+@pytest.fixture()
+def study(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("study", REPO_ROOT / "apps" / "study.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    return module
+
+
+@pytest.mark.slow
+def test_study_runs_reports_and_resumes(study, tmp_path, capsys):
+    grid = {
+        "name": "tiny",
+        "data_dir": str(write_patterns(tmp_path / "data")),
+        "train_split": "train",
+        "eval_split": "test",
+        "seeds": [0],
+        "iwae_samples": 2,
+        "variants": {
+            "smoke": {
+                "config": str(SMOKE),
+                "set": ["training.epochs=1", "data.batch_size=48", "curriculum.enabled=false"],
+            }
+        },
+    }
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(grid))
+    assert study.main(["--grid", str(path)]) == 0
+    run = tmp_path / "study_runs" / "tiny" / "smoke__seed0"
+    assert (run / "eval_metrics.json").is_file() and (run / "model.keras").is_file()
+    report = (tmp_path / "docs" / "study_tiny.md").read_text()
+    assert "| smoke | 1 |" in report and f"--grid {path}" in report
+    assert "`study_runs/tiny/smoke__seed0`" in report
+    for name in ("accuracy_vs_time.png", "smoke/core/model_reconstructions.png"):
+        assert (tmp_path / "docs" / "study_tiny" / name).is_file()
+        assert f"(study_tiny/{name})" in report
+    stamp = (run / "model.keras").stat().st_mtime_ns
+    capsys.readouterr()
+    assert study.main(["--grid", str(path)]) == 0
+    assert "done already: smoke__seed0" in capsys.readouterr().out
+    assert (run / "model.keras").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "does not exist"),
+        ("{not json", "is not valid JSON"),
+        ('{"name": "x"}', "lacks data_dir"),
+    ],
+)
+def test_bad_grid_files_are_one_line_errors(study, tmp_path, capsys, content, message):
+    path = tmp_path / "grid.json"
+    if content is not None:
+        path.write_text(content)
+    assert study.main(["--grid", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: grid file") and message in err and len(err.splitlines()) == 1
