@@ -2,7 +2,8 @@
 
 Usage:
 
-    python apps/study.py --grid apps/grids/film_vs_concat.json [--only VARIANT ...] [--report-only]
+    python apps/study.py --grid apps/grids/film_vs_concat.json [--only VARIANT ...]
+                         [--seeds SEED ...] [--report-only]
 
 The grid file (JSON):
 
@@ -312,6 +313,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", required=True, help="grid JSON file")
     parser.add_argument("--only", nargs="*", help="variants to run (default all)")
+    parser.add_argument(
+        "--seeds", nargs="*", type=int, help="seeds to run (default the grid's; for parallel jobs)"
+    )
     parser.add_argument("--report-only", action="store_true", help="only (re)write the report")
     args = parser.parse_args(argv)
     grid_path = Path(args.grid)
@@ -335,9 +339,13 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: --only {unknown[0]!r} is not a variant of the grid", file=sys.stderr)
         return 2
+    unknown = [s for s in (args.seeds or []) if s not in grid["seeds"]]
+    if unknown:
+        print(f"error: --seeds {unknown[0]} is not a seed of the grid", file=sys.stderr)
+        return 2
     if not args.report_only:
         # Seed-major order: every variant gets its first seed before any gets a second.
-        for seed in grid["seeds"]:
+        for seed in args.seeds or grid["seeds"]:
             for variant in args.only or grid["variants"]:
                 run_one(grid, variant, seed)
     command = f"python apps/study.py --grid {args.grid}"

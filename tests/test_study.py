@@ -74,3 +74,27 @@ def test_bad_grid_files_are_one_line_errors(study, tmp_path, capsys, content, me
     assert study.main(["--grid", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: grid file") and message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--only", "nope"], "error: --only 'nope' is not a variant"),
+        (["--seeds", "7"], "error: --seeds 7 is not a seed"),
+    ],
+)
+def test_unknown_variant_or_seed_is_a_one_line_error(study, tmp_path, capsys, args, message):
+    grid = {
+        "name": "x",
+        "data_dir": "d",
+        "train_split": "train",
+        "eval_split": "test",
+        "seeds": [0],
+        "variants": {"a": {"config": "c.json"}},
+    }
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(grid))
+    assert study.main(["--grid", str(path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and len(err.splitlines()) == 1
+    assert not (tmp_path / "study_runs").exists()
