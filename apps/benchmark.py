@@ -79,8 +79,8 @@ class Settings:
 
     batch_size: int = 128
     warmup_steps: int = 2  # after the first (compiling) step
-    steps_per_epoch: int = 8
-    epochs: int = 3  # the first one is not timed
+    steps_per_epoch: int = 12
+    epochs: int = 4  # the first one is not timed
     infer_images: int = 2048
     infer_batch: int = 512
     infer_repeats: int = 3
