@@ -319,6 +319,19 @@ def validate(config: Config) -> Config:
             f"model.decoder.sigma_min: {dec.sigma_min} must be below "
             f"model.decoder.sigma_max ({dec.sigma_max})"
         )
+    unused = {
+        "sigma_min": "heteroscedastic",
+        "sigma_max": "heteroscedastic",
+        "nll_beta": "heteroscedastic",
+        "fixed_sigma": "gaussian",
+    }
+    for key, head in unused.items():
+        value = getattr(dec, key)
+        if dec.head != head and value != getattr(DecoderConfig(), key):
+            raise ConfigError(
+                f"model.decoder.{key}: {value} is only used by the {head} head, "
+                f"but model.decoder.head is {dec.head!r}"
+            )
     if m.latent.layout == "shared" and m.prior.means == "fixed" and k > 1:
         raise ConfigError(
             "model.prior.means: 'fixed' with model.latent.layout='shared' gives every channel "

@@ -310,3 +310,31 @@ def test_config_round_trips_through_save(tmp_path):
     again = config_lib.load_config(tmp_path / "saved.json")
     assert config_lib.to_dict(again) == config_lib.to_dict(cfg)
     assert again.training.epochs == 5
+
+
+@pytest.mark.parametrize(
+    "decoder, message",
+    [
+        (
+            {"head": "bernoulli", "nll_beta": 0.5},
+            "model.decoder.nll_beta: 0.5 is only used by the heteroscedastic head",
+        ),
+        (
+            {"head": "gaussian", "sigma_max": 0.3},
+            "model.decoder.sigma_max: 0.3 is only used by the heteroscedastic",
+        ),
+        (
+            {"head": "heteroscedastic", "fixed_sigma": 0.2},
+            "model.decoder.fixed_sigma: 0.2 is only used by the gaussian",
+        ),
+    ],
+)
+def test_a_head_setting_the_chosen_head_does_not_use_is_rejected(decoder, message):
+    with pytest.raises(ConfigError, match=message):
+        config_lib.from_dict({"model": {"decoder": decoder}})
+    # The same head with that key at its default is fine.
+    head_only = {"head": decoder["head"]}
+    assert (
+        config_lib.from_dict({"model": {"decoder": head_only}}).model.decoder.head
+        == decoder["head"]
+    )
