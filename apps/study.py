@@ -209,6 +209,8 @@ def _variant_figures(grid: dict, results: dict, out: Path) -> dict[str, list[Pat
             continue
         folder = out / variant
         if not all((folder / f).is_file() for f in KEY_FIGURES):
+            # Every figure goes to the run folder; the report keeps the key ones.
+            drawn = ROOT / runs[0]["run_dir"] / "figures"
             cmd = KMIXVAE + [
                 "visualize",
                 str(ROOT / runs[0]["run_dir"]),
@@ -217,7 +219,7 @@ def _variant_figures(grid: dict, results: dict, out: Path) -> dict[str, list[Pat
                 "--split",
                 grid["eval_split"],
                 "--out",
-                str(folder),
+                str(drawn),
                 "--max-points",
                 "2000",
             ]
@@ -225,6 +227,9 @@ def _variant_figures(grid: dict, results: dict, out: Path) -> dict[str, list[Pat
             if proc.returncode != 0:
                 print(f"[study] figures of {variant} failed: {proc.stderr.strip()[-300:]}")
                 continue
+            for f in KEY_FIGURES:
+                (folder / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(drawn / f, folder / f)
         figures[variant] = [folder / f for f in KEY_FIGURES if (folder / f).is_file()]
     return figures
 
