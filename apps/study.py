@@ -21,10 +21,12 @@ The grid file (JSON):
     }
 
 Each (variant, seed) is a run folder `study_runs/<name>/<variant>__seed<seed>/`
-made by `kmixvae fit` in a subprocess (log: `fit.log` beside it) and then
+made by `kmixvae fit` in a subprocess (log: `<run>.log` beside it) and then
 `kmixvae evaluate` on the held-out split. A killed study continues where it
 stopped: finished runs are skipped, a run with a completed epoch is resumed
-(`fit --resume`), anything else is started again. The report goes to
+(`fit --resume`), anything else is started again. Several study processes
+may share a grid (e.g. one per `--seeds`): a run being made by a live
+process is locked (`<run>.lock`) and skipped by the others. The report goes to
 `docs/study_<name>.md` with its figures in `docs/study_<name>/`.
 """
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -69,14 +72,44 @@ def _run(cmd, log_path: Path) -> None:
         )
 
 
-def run_one(grid: dict, variant: str, seed: int) -> Path:
-    """Fits (or resumes) and evaluates one run; skips what is already done."""
-    spec = grid["variants"][variant]
+def _claim(lock: Path) -> bool:
+    """Takes `lock` for this process unless a live process holds it."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            os.kill(int(lock.read_text().strip() or "0"), 0)
+            return False  # held by a live process
+        except (ProcessLookupError, ValueError):
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            return _claim(lock)
+        except PermissionError:
+            return False
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
+
+
+def run_one(grid: dict, variant: str, seed: int) -> Path | None:
+    """Fits (or resumes) and evaluates one run; skips what is done or running elsewhere."""
     run_dir = run_dir_of(grid, variant, seed)
-    log = run_dir.parent / f"{run_dir.name}.log"
     if (run_dir / "eval_metrics.json").is_file():
         print(f"[study] done already: {run_dir.name}")
         return run_dir
+    lock = run_dir.parent / f"{run_dir.name}.lock"
+    if not _claim(lock):
+        print(f"[study] running in another process: {run_dir.name}")
+        return None
+    try:
+        return _fit_and_evaluate(grid, variant, seed, run_dir)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _fit_and_evaluate(grid: dict, variant: str, seed: int, run_dir: Path) -> Path:
+    spec = grid["variants"][variant]
+    log = run_dir.parent / f"{run_dir.name}.log"
     if not (run_dir / "model.keras").is_file():
         if (run_dir / "checkpoints" / "last.json").is_file():
             print(f"[study] resuming {run_dir.name}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -98,3 +99,19 @@ def test_unknown_variant_or_seed_is_a_one_line_error(study, tmp_path, capsys, ar
     err = capsys.readouterr().err
     assert err.startswith(message) and len(err.splitlines()) == 1
     assert not (tmp_path / "study_runs").exists()
+
+
+def test_a_run_locked_by_a_live_process_is_skipped(study, tmp_path, capsys):
+    grid = {"name": "g", "variants": {"a": {"config": "c.json"}}}
+    lock = tmp_path / "study_runs" / "g" / "a__seed0.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("1")  # pid 1 is alive
+    assert study.run_one(grid, "a", 0) is None
+    assert "running in another process: a__seed0" in capsys.readouterr().out
+    assert lock.read_text() == "1"
+    # A stale lock (no such process) is taken over, and released when the run ends.
+    lock.write_text("999999999")
+    called = []
+    study._fit_and_evaluate = lambda *args: called.append(lock.read_text()) or "done"
+    assert study.run_one(grid, "a", 0) == "done"
+    assert called == [str(os.getpid())] and not lock.exists()
