@@ -25,13 +25,12 @@ import numpy as np
 
 def purity(neighbors: np.ndarray, labels: np.ndarray) -> dict:
     """Same-label share of all pairs and of the mutual pairs of a k-NN table."""
-    n, k = neighbors.shape
-    rows = np.repeat(np.arange(n), k)
-    cols = neighbors.ravel()
-    forward = set(zip(rows.tolist(), cols.tolist()))
-    mutual = np.array([(j, i) in forward for i, j in zip(rows, cols)])
-    same = labels[rows] == labels[cols]
-    per_image = mutual.reshape(n, k).any(axis=1)
+    from kmixvae.data.neighbors import mutual_mask
+
+    mask = mutual_mask(neighbors)
+    mutual = mask.ravel()
+    same = (labels[:, None] == labels[neighbors]).ravel()
+    per_image = mask.any(axis=1)
     return {
         "all": float(same.mean()),
         "mutual": float(same[mutual].mean()) if mutual.any() else float("nan"),

@@ -83,10 +83,7 @@ def mutual_neighbors(neighbors: np.ndarray) -> np.ndarray:
     """
     neighbors = np.asarray(neighbors, dtype="int64")
     n, k = neighbors.shape
-    rows = np.repeat(np.arange(n), k)
-    forward = set(zip(rows.tolist(), neighbors.ravel().tolist()))
-    mutual = np.array([(j, i) in forward for i, j in zip(rows, neighbors.ravel())])
-    mutual = mutual.reshape(n, k)
+    mutual = mutual_mask(neighbors)
     out = np.empty_like(neighbors)
     for i in range(n):
         kept = neighbors[i][mutual[i]]
@@ -94,3 +91,13 @@ def mutual_neighbors(neighbors: np.ndarray) -> np.ndarray:
             kept = neighbors[i][:1]
         out[i] = np.resize(kept, k)
     return out
+
+
+def mutual_mask(neighbors: np.ndarray) -> np.ndarray:
+    """bool `(N, k)`: whether `neighbors[i, m]` lists `i` among its own neighbours."""
+    neighbors = np.asarray(neighbors, dtype="int64")
+    n, k = neighbors.shape
+    rows = np.repeat(np.arange(n), k)
+    cols = neighbors.ravel()
+    forward = set(zip(rows.tolist(), cols.tolist()))
+    return np.array([(j, i) in forward for i, j in zip(rows, cols)]).reshape(n, k)

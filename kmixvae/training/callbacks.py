@@ -131,15 +131,15 @@ class NeighborRefresh(keras.callbacks.Callback):
         if self.done or epoch < self.start:
             return
         from kmixvae.data.neighbors import cosine_neighbors, mutual_neighbors
+        from kmixvae.evaluation.evaluate import as_float_images
 
         if self.path.is_file():
             neighbors = np.load(self.path)
             how = f"loaded from {self.path}"
         else:
             t0 = time.perf_counter()
-            x = np.asarray(self.images)
-            x = x.astype("float32") / 255.0 if x.dtype == np.uint8 else x.astype("float32")
-            neighbors = cosine_neighbors(self.model.features(x), self.k)
+            features = self.model.features(as_float_images(self.images))
+            neighbors = cosine_neighbors(features, self.k)
             if self.mutual:
                 neighbors = mutual_neighbors(neighbors)
             atomic_write(self.path, lambda tmp: np.save(tmp, neighbors))
@@ -243,9 +243,10 @@ class HeldOutClustering(keras.callbacks.Callback):
 
     def __init__(self, images, labels, max_images=2000, start_seconds=0.0):
         super().__init__()
-        images = np.asarray(images[:max_images])
+        from kmixvae.evaluation.evaluate import as_float_images
+
         # The model expects floats in [0, 1]; uint8 pixels are scaled here.
-        self.images = images.astype("float32") / 255.0 if images.dtype == np.uint8 else images
+        self.images = as_float_images(images[:max_images])
         self.labels = labels[:max_images]
         self.seconds = float(start_seconds)
 
