@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.apps import load_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,11 +24,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("benchmark", REPO_ROOT / "apps" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_app("benchmark")
 
 
 def _tiny_model(conditioning="film"):

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.apps import load_app
 
 
 @pytest.fixture(scope="module")
 def app():
-    path = REPO_ROOT / "apps" / "decoder_blocks.py"
-    spec = importlib.util.spec_from_file_location("decoder_blocks", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_app("decoder_blocks")
 
 
 @pytest.mark.parametrize("block", ["upsample", "subpixel", "transpose"])

@@ -13,12 +13,7 @@ from kmixvae.data.pipeline import make_neighbor_dataset
 from kmixvae.errors import ConfigError
 from kmixvae.models.factory import build_model
 from kmixvae.training.callbacks import NeighborRefresh
-
-TINY = {
-    "num_channels": 3,
-    "encoder": {"filters": [8], "dense_units": 16, "batch_norm": True, "batch_norm_momentum": 0.9},
-    "decoder": {"filters": [8, 8], "embedding_dim": 4},
-}
+from tests.test_loss_options import TINY
 
 
 def _images(n=24, seed=0):

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from tests.helpers.apps import load_app
 from tests.test_cli import write_patterns
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def app():
-    path = REPO_ROOT / "apps" / "neighbour_purity.py"
-    spec = importlib.util.spec_from_file_location("neighbour_purity", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_app("neighbour_purity")
 
 
 def test_purity_counts_pairs(app):

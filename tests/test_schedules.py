@@ -97,13 +97,18 @@ def test_restart_resets_the_optimizer_and_restarts_the_schedule():
     assert lrs[3] == pytest.approx(0.001, rel=1e-4)
 
 
-def test_resumed_run_keeps_its_restarted_optimizer(tmp_path):
-    x = np.random.default_rng(0).random((32, 28, 28, 1)).astype("float32")
-    config = _config(restart_epoch=1)
-    model = _compiled(config, 4)
+def _saved_after_restart(path, steps):
+    """Trains 2 epochs of `steps` steps with a restart at epoch 1, saves to `path`."""
+    x = np.random.default_rng(0).random((8 * steps, 28, 28, 1)).astype("float32")
+    model = _compiled(_config(restart_epoch=1), steps)
     model.fit(x, batch_size=8, epochs=2, verbose=0, callbacks=[OptimizerRestart(1)])
-    path = tmp_path / "last.keras"
     model.save(path)
+    return x
+
+
+def test_resumed_run_keeps_its_restarted_optimizer(tmp_path):
+    path = tmp_path / "last.keras"
+    x = _saved_after_restart(path, steps=4)
     loaded = keras.models.load_model(path)
     assert loaded.optimizer._learning_rate.phase == 1
     assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == 4
@@ -143,12 +148,8 @@ def test_a_fresh_process_loads_a_model_trained_with_a_restart(tmp_path):
     import subprocess
     import sys
 
-    x = np.random.default_rng(0).random((16, 28, 28, 1)).astype("float32")
-    config = _config(restart_epoch=1)
-    model = _compiled(config, 2)
-    model.fit(x, batch_size=8, epochs=2, verbose=0, callbacks=[OptimizerRestart(1)])
     path = tmp_path / "m.keras"
-    model.save(path)
+    _saved_after_restart(path, steps=2)
     code = (
         "import sys; from kmixvae.training.fit import load_model_file; "
         "m = load_model_file(sys.argv[1]); print(type(m.optimizer._learning_rate).__name__)"

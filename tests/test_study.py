@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.apps import load_app
 from tests.test_cli import write_patterns
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -18,10 +17,7 @@ SMOKE = REPO_ROOT / "configs" / "smoke.json"
 
 @pytest.fixture()
 def study(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("study", REPO_ROOT / "apps" / "study.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_app("study")
     monkeypatch.setattr(module, "ROOT", tmp_path)
     return module
 
