@@ -404,3 +404,27 @@ def test_real_mnist_test_split(mnist10k_dir):
     assert x.shape == (128, 28, 28, 1)
     assert 0.0 <= float(np.min(x)) and float(np.max(x)) <= 1.0
     assert 0.05 < float(np.mean(x)) < 0.25  # MNIST mean intensity is about 0.13
+
+
+def test_tfds_unprepared_is_downloaded_when_online(monkeypatch, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    # DummyMnist "downloads" by generating its examples: the online path without a network.
+    monkeypatch.setattr(
+        tfds, "builder", lambda name, data_dir: tfds.testing.DummyMnist(data_dir=data_dir)
+    )
+    monkeypatch.setattr(sources_mod, "_network_available", lambda timeout=3.0: True)
+    cfg = DataConfig(name="dummy_mnist", source="tfds", dir=str(tmp_path))
+    images, labels = load_split(cfg, "test")
+    assert images.shape == (20, 28, 28, 1) and labels.shape == (20,)
+    assert (tmp_path / "dummy_mnist").is_dir()
+
+
+def test_tfds_unprepared_offline_never_downloads(monkeypatch, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(
+        tfds, "builder", lambda name, data_dir: tfds.testing.DummyMnist(data_dir=data_dir)
+    )
+    monkeypatch.setattr(sources_mod, "_network_available", lambda timeout=3.0: False)
+    with pytest.raises(DataError, match="without network access"):
+        load_split(DataConfig(name="dummy_mnist", source="tfds", dir=str(tmp_path)), "test")
+    assert not (tmp_path / "dummy_mnist").exists()

@@ -13,8 +13,10 @@ Sources (`DataConfig.source`):
   (split `test`). Only the files of the requested splits are read.
 - `npz`: the `mnist.npz` layout (`x_train`, `y_train`, `x_test`, `y_test`),
   `DataConfig.dir` being the .npz file or a folder holding `mnist.npz`.
-- `tfds`: a TFDS dataset already prepared in `DataConfig.dir` (or the TFDS
-  default folder). Nothing is downloaded: an unprepared dataset fails at once.
+- `tfds`: a TFDS dataset in `DataConfig.dir` (or the TFDS default folder).
+  An unprepared dataset is downloaded and prepared when the network is
+  reachable (`TFDS_PROBE_HOST`, a 3-second probe), and fails at once with
+  one line saying how to use local files when it is not.
 
 Example:
 
@@ -52,6 +54,9 @@ LOCAL_FILES_HINT = (
     f"(e.g. --set data.source=idx --set data.dir=DIR) with DIR holding {IDX_FILES_HINT}, "
     "or data.source=npz with DIR/mnist.npz"
 )
+
+# TFDS downloads MNIST from Google Cloud Storage: the host the network probe tries.
+TFDS_PROBE_HOST = ("storage.googleapis.com", 443)
 
 Arrays = tuple[np.ndarray, np.ndarray]
 
@@ -236,6 +241,17 @@ def _tfds_is_prepared(builder) -> bool:
     return bool(builder.is_prepared())
 
 
+def _network_available(timeout: float = 3.0) -> bool:
+    """Whether `TFDS_PROBE_HOST` answers within `timeout` seconds."""
+    import socket
+
+    try:
+        socket.create_connection(TFDS_PROBE_HOST, timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def _first_line(e: Exception) -> str:
     lines = str(e).strip().splitlines()
     return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
@@ -251,10 +267,17 @@ def _load_tfds(name: str, spec: str, data_dir: str | None) -> Arrays:
         raise DataError(f"TFDS dataset {name!r}: cannot be opened ({_first_line(e)})") from None
     where = f"TFDS dataset {name!r} in {builder.data_dir}"
     if not _tfds_is_prepared(builder):
-        raise DataError(
-            f"{where}: not prepared, and TFDS cannot download it without network access; "
-            f"{LOCAL_FILES_HINT}"
-        )
+        if not _network_available():
+            raise DataError(
+                f"{where}: not prepared, and TFDS cannot download it without network access; "
+                f"{LOCAL_FILES_HINT}"
+            )
+        try:
+            builder.download_and_prepare()
+        except Exception as e:
+            raise DataError(
+                f"{where}: download failed ({_first_line(e)}); {LOCAL_FILES_HINT}"
+            ) from None
     available = list(builder.info.splits.keys())
     if available:  # empty only under tfds.testing.mock_data
         split_names(spec, available, where=where)
