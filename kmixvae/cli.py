@@ -7,6 +7,7 @@ stderr, `error: ...`, and exit code 2, before anything is written.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -76,6 +77,35 @@ def _load(config_path, overrides, data_dir=None) -> config_lib.Config:
     return config_lib.from_dict(raw)
 
 
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with the process's stderr closed, once.
+
+    TensorFlow 2.21 writes its C++ start-up notes (oneDNN, CPU features,
+    absl) to file descriptor 2 whatever TF_CPP_MIN_LOG_LEVEL says; they are
+    not for users (`fit --verbose` shows them). Only with the TensorFlow
+    backend and a real stderr; an import error shows later, at the real import.
+    """
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" or "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        try:
+            import tensorflow  # noqa: F401
+        except Exception:
+            pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kmixvae")
 def main():
@@ -83,6 +113,9 @@ def main():
 
     Choose the backend with KERAS_BACKEND=tensorflow|jax.
     """
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand != "config" and "--verbose" not in sys.argv[1:]:
+        _import_tensorflow_quietly()
 
 
 # --------------------------------------------------------------------------- config
@@ -122,7 +155,13 @@ def config_show(config_file, overrides):
     "--run-dir", type=click.Path(), help="Folder of the new run (default runs/<name>__<time>)."
 )
 @click.option("--resume", "resume", type=click.Path(), help="Continue the run in this folder.")
-def fit(config_file, overrides, data_dir, run_dir, resume):
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Print the whole resolved config, the model as built and Keras' progress bar with "
+    "every metric (default: a few lines, then one short line per epoch).",
+)
+def fit(config_file, overrides, data_dir, run_dir, resume, verbose):
     """Train a model; write a run folder and saved_models/<name>.keras."""
     from kmixvae.training.fit import check_run_dir, fit_run
 
@@ -137,9 +176,16 @@ def fit(config_file, overrides, data_dir, run_dir, resume):
         if not config_file:
             raise ConfigError("fit needs --config FILE (or --resume RUN_DIR)")
         cfg = _load(config_file, overrides, data_dir)
-    click.echo("resolved config:\n" + json.dumps(config_lib.to_dict(cfg), indent=2))
-    verbose = "auto" if sys.stdout.isatty() else 2
-    fit_run(cfg, run_dir=run_dir, resume=resume, verbose=verbose, log=click.echo)
+    if verbose:
+        click.echo("resolved config:\n" + json.dumps(config_lib.to_dict(cfg), indent=2))
+    fit_run(
+        cfg,
+        run_dir=run_dir,
+        resume=resume,
+        verbose="auto" if sys.stdout.isatty() else 2,
+        log=click.echo,
+        full_output=verbose,
+    )
 
 
 # --------------------------------------------------------------------------- inference
@@ -314,7 +360,9 @@ def encode(model_path, data_dir, dataset, split, out):
 
     out_path = _out_file(out, ".npz")
     model, images, labels, split = _model_and_data(model_path, data_dir, split, dataset)
-    enc = model.encode(images)
+    from kmixvae.utils.progress import encode_with_progress
+
+    enc = encode_with_progress(model, images, label=f"encode {split}")
     enc["label"] = labels
 
     atomic_write(out_path, lambda tmp: np.savez_compressed(open(tmp, "wb"), **enc))
@@ -342,6 +390,47 @@ def export_projector_cmd(model_path, data_dir, dataset, split, out_dir, max_samp
     model, images, labels, split = _model_and_data(model_path, data_dir, split, dataset)
     path = export_projector(model, images, labels, str(out_dir), max_samples=max_samples)
     click.echo(f"wrote projector files to {path}; view with: tensorboard --logdir {out_dir}")
+
+
+@main.command()
+@click.argument("model_path", type=click.Path())
+@_data_options
+@click.option(
+    "--metrics",
+    "metrics_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Also show this metrics JSON (e.g. from evaluate --out); repeatable.",
+)
+@click.option(
+    "--out", type=click.Path(), help="HTML file (default: <run>/report.html for a run folder)."
+)
+def report(model_path, data_dir, dataset, split, metrics_files, out):
+    """Write one self-contained HTML page: metrics, curves, channels, reconstructions, config."""
+    from kmixvae.viz.report import write_report
+
+    out_path = _out_file(out, ".html") if out else None
+    if out_path is None and not Path(model_path).is_dir():
+        raise ConfigError("report: give --out FILE.html for a model file")
+    extra = {}
+    for f in metrics_files:
+        try:
+            extra[Path(f).name] = json.loads(Path(f).read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--metrics {f!r}: not a readable JSON file ({e})") from None
+        if not isinstance(extra[Path(f).name], dict):
+            raise ConfigError(f"--metrics {f!r}: holds no JSON object")
+    model, images, labels, split = _model_and_data(model_path, data_dir, split, dataset)
+    path = write_report(
+        model_path,
+        out_path,
+        model=model,
+        images=images,
+        labels=labels,
+        split=split,
+        metric_files=extra,
+    )
+    click.echo(f"wrote {path}")
 
 
 @main.command()

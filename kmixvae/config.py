@@ -213,6 +213,7 @@ class OutputConfig:
     image_every: int = _opt(5, lo=1, doc="epochs between TensorBoard image summaries")
     projector: bool = _opt(True)
     projector_samples: int = _opt(2000, lo=1)
+    report: bool = _opt(True, doc="write report.html (kmixvae report) at the end of fit")
 
 
 @dataclass

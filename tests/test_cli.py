@@ -162,20 +162,30 @@ def test_fit_run_files_contents(trained):
     assert config["data"]["shuffle_buffer"] == 10000  # every default resolved
 
 
-def test_fit_prints_resolved_config_and_model_block(trained):
+def test_fit_prints_a_summary_and_one_short_line_per_epoch(trained):
     out = trained["out"]
-    assert "resolved config:" in out
-    resolved = out.split("resolved config:\n", 1)[1]
-    # The JSON block ends at the first line that is exactly "}".
-    block = resolved[: resolved.index("\n}\n") + 2]
-    config = json.loads(block)
-    assert config["training"]["epochs"] == 2
-    assert config["curriculum"]["enabled"] is False
-    assert "model (as built):" in out
-    assert "decoder_conditioning: film" in out
-    assert f"backend: {keras.backend.backend()}" in out
+    assert "resolved config:" not in out and "model (as built):" not in out
+    lines = out.splitlines()
+    assert all(len(line) < 160 for line in lines), max(lines, key=len)
+    assert lines[0].startswith("run: smoke (seed 0) -> ") and "config.json" in lines[0]
+    assert any(line.startswith("model: K=3 channels") for line in lines)
+    assert f"backend {keras.backend.backend()}" in out
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/2", "2/2"]
+    for line in epochs:
+        assert "loss " in line and "-ELBO " in line and "(val " in line
+        assert " acc " in line and "channels 3/3" in line and line.endswith(" s")
     assert "data.source=npz" in trained["err"]
+    assert f"report: {trained['run'] / 'report.html'}" in out
     assert f"run folder: {trained['run']}" in out
+
+
+def test_fit_writes_its_report(trained):
+    from tests.test_report import assert_images_exist, parse
+
+    page = parse(trained["run"] / "report.html")
+    assert_images_exist(page, trained["run"])
+    assert "channel" in page.headers and "samples from its prior" in page.headers
 
 
 def test_saved_model_loads_with_all_channels(trained):
@@ -307,7 +317,7 @@ def resumed(tmp_path_factory, data_dir):
         log.close()
     killed_state = json.loads(state_file.read_text())
     killed_rows = read_history(run / "history.csv")
-    _, out, err = run_cli("fit", "--resume", run)
+    _, out, err = run_cli("fit", "--resume", run, "--verbose")
     return {
         "run": run,
         "killed_state": killed_state,
@@ -347,7 +357,10 @@ def test_resume_completes_all_epochs(resumed):
     assert (run / "checkpoints" / "best.keras").is_file()
     assert state["best_epoch"] == 3
     assert (run / "model.keras").is_file()
+    # --verbose: the full resolved config and the model as built.
     assert "resolved config:" in resumed["out"]
+    assert "model (as built):" in resumed["out"]
+    assert "decoder_conditioning: film" in resumed["out"]
 
 
 def test_resumed_model_has_every_channel(resumed):

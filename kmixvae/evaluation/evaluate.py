@@ -204,7 +204,9 @@ def evaluate_model(
     q_sum = np.zeros((k_all,), np.float64)
     sums = {"nelbo": 0.0, "recon": 0.0, "kl_z": 0.0, "kl_c": 0.0, "recon_mse": 0.0}
     iwae_sum = 0.0
-    for lo in range(0, n, batch_size):
+    from kmixvae.utils.progress import track
+
+    for lo in track(range(0, n, batch_size), total=n, step=batch_size, label="evaluate"):
         xb = as_float_images(images[lo : lo + batch_size])
         b = xb.shape[0]
         enc = model.encode(xb, batch_size=b)

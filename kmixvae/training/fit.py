@@ -127,6 +127,7 @@ def fit_run(
     resume: str | None = None,
     verbose: int | str = "auto",
     log=print,
+    full_output: bool = True,
 ) -> RunResult:
     """Trains the model the config describes; writes or continues a run folder.
 
@@ -134,8 +135,11 @@ def fit_run(
         config: the resolved config (for `resume`, the run's own `config.json`).
         run_dir: folder of a new run (default: under `output.runs_dir`).
         resume: folder of a run to continue from its last completed epoch.
-        verbose: Keras progress verbosity.
+        verbose: Keras progress verbosity (with `full_output`).
         log: function printing one message.
+        full_output: bool. Print what was built and Keras' progress bar with
+            every metric; False prints a few lines about the run and one
+            short line per epoch (`kmixvae.training.progress`).
 
     Returns:
         A `RunResult`.
@@ -174,12 +178,14 @@ def fit_run(
             model.compile(optimizer=make_optimizer(config, steps))
     initial_epoch = state["epochs_done"] if state else 0
 
+    from kmixvae.training import progress
+
     info = describe_run(config, model, dist)
-    log(info)
+    log(info if full_output else progress.summarize_config(config, path))
     atomic_write_text(path / "model_summary.txt", info + "\n\n" + _summary_text(model))
 
     gate = cb.CurriculumGate()
-    callbacks: list[keras.callbacks.Callback] = []
+    callbacks: list[keras.callbacks.Callback] = [progress.DropUncomputedValidation()]
     curriculum = None
     if config.curriculum.enabled:
         c = config.curriculum
@@ -252,6 +258,8 @@ def fit_run(
         )
     if config.output.tensorboard:
         callbacks.extend(_tensorboard_callbacks(config, path, data))
+    if not full_output:
+        callbacks.append(progress.EpochLine(config.training.epochs, log=log))
 
     if config.data.neighbors > 0:
         from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
@@ -298,7 +306,7 @@ def fit_run(
             initial_epoch=initial_epoch,
             steps_per_epoch=config.training.steps_per_epoch,
             callbacks=callbacks,
-            verbose=verbose,
+            verbose=verbose if full_output else 0,
             shuffle=False,  # the tf.data pipeline shuffles with the config seed
         )
     except Exception as e:  # out of memory is the one failure users must act on
@@ -328,9 +336,31 @@ def fit_run(
     save_model_atomic(model, path / "model.keras")
     saved = Path(config.output.saved_model or f"saved_models/{config.name}.keras")
     save_model_atomic(model, saved)
+    if config.output.report:
+        _write_report(path, model, data, config, log)
     log(f"run folder: {path}")
     log(f"saved model: {saved}")
     return RunResult(run_dir=path, model=model, history=rows, metrics=metrics, saved_model=saved)
+
+
+def _write_report(path: Path, model, data, config, log) -> None:
+    """Writes the run's `report.html`; a failure is reported, never fatal to the run."""
+    from kmixvae.viz.report import write_report
+
+    has_val = data.num_val > 0 and data.val_labels is not None
+    images = data.val_images if has_val else data.train_images
+    labels = data.val_labels if has_val else data.train_labels
+    if labels is None:
+        log("report: not written (the data has no labels)")
+        return
+    split = config.data.val_split if has_val else config.data.train_split
+    try:
+        out = write_report(path, model=model, images=images, labels=labels, split=split)
+    except Exception as e:  # the model and metrics are saved already: say what failed
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        log(f"report: not written ({type(e).__name__}: {first[:200]})")
+        return
+    log(f"report: {out}")
 
 
 def summarize_history(rows: list[dict], monitor: str) -> dict:

@@ -115,7 +115,9 @@ def collect_latents(
     channel = np.empty((n,), np.int64)
     confidence = np.empty((n,), np.float64)
     points = np.empty((len(keep), model.latent_dim), np.float32)
-    for lo in range(0, n, batch_size):
+    from kmixvae.utils.progress import track
+
+    for lo in track(range(0, n, batch_size), total=n, step=batch_size, label="encode"):
         enc = model.encode(as_float_images(images[lo : lo + batch_size]), batch_size=batch_size)
         b = enc["channel"].shape[0]
         channel[lo : lo + b] = enc["channel"]

@@ -107,7 +107,11 @@ def projector_tensors(model, images: np.ndarray, batch_size: int = 512) -> dict:
         decoder has a channel embedding) and, for the metadata, `channel`
         `(N,)` and `q_max` `(N,)`.
     """
-    enc = model.encode(images_to_float(images), batch_size=batch_size)
+    from kmixvae.utils.progress import encode_with_progress
+
+    enc = encode_with_progress(
+        model, images_to_float(images), label="encode", batch_size=batch_size
+    )
     mu, q, channel = enc["mu"], enc["q"], enc["channel"]
     idx = np.arange(len(mu))
     chosen = mu[idx, channel].astype("float32")

@@ -1,0 +1,74 @@
+"""Tests of what `fit` prints (kmixvae.training.progress) and of the inference progress bars."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from kmixvae.config import Config
+from kmixvae.training.progress import (
+    TRAINING_ONLY_TERMS,
+    DropUncomputedValidation,
+    format_epoch_line,
+    summarize_config,
+)
+from kmixvae.utils.progress import attached_to_terminal, track
+
+LOGS = {
+    "loss": 52.83201,
+    "nelbo": 63.9486,
+    "val_nelbo": 75.1088,
+    "val_cluster_acc": 0.8375,
+    "active_channels": 10.0,
+    "usage_0": 0.1,
+    "val_usage_0": 0.1,
+    "neighbor_agreement": 0.86,
+}
+
+
+def test_epoch_line_holds_the_watched_numbers_and_is_short():
+    line = format_epoch_line(11, 15, LOGS, 8.43, num_channels=10)
+    assert line == (
+        "epoch 11/15  loss 52.832  -ELBO 63.95 (val 75.11)  acc 83.8%  channels 10/10  8.4 s"
+    )
+    assert len(line) < 100
+
+
+def test_epoch_line_without_validation_or_labels():
+    line = format_epoch_line(1, 3, {"loss": 1.0, "nelbo": float("nan")}, 0.5)
+    assert line == "epoch 1/3  loss 1.000  -ELBO -  0.5 s"
+
+
+def test_validation_keeps_only_what_it_computes():
+    logs = dict(LOGS, **{f"val_{t}": 0.0 for t in TRAINING_ONLY_TERMS})
+    DropUncomputedValidation().on_epoch_end(0, logs)
+    assert not [t for t in TRAINING_ONLY_TERMS if f"val_{t}" in logs]
+    assert logs["neighbor_agreement"] == 0.86 and "val_nelbo" in logs and "val_usage_0" in logs
+
+
+def test_config_summary_is_a_few_lines():
+    text = summarize_config(Config(), "runs/x")
+    lines = text.splitlines()
+    assert 3 <= len(lines) <= 6 and all(len(line) < 130 for line in lines)
+    assert "runs/x" in text and "config.json" in text and "K=" in text
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_track_is_silent_off_a_terminal(capsys):
+    assert list(track(range(0, 10, 2), total=10, step=2, label="x")) == [0, 2, 4, 6, 8]
+    assert capsys.readouterr().out == ""
+    assert not attached_to_terminal(io.StringIO())
+
+
+def test_track_shows_a_bar_on_a_terminal(monkeypatch, capsys):
+    fake = FakeTerminal()
+    monkeypatch.setattr("sys.stdout", fake)
+    starts = list(track(np.arange(0, 10, 2), total=10, step=2, label="evaluate", stream=fake))
+    assert starts == [0, 2, 4, 6, 8]
+    shown = fake.getvalue()
+    assert "evaluate" in shown and "10/10" in shown
