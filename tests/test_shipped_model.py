@@ -1,0 +1,107 @@
+"""The model that ships in saved_models/: it loads, samples, encodes, and scores what its card says.
+
+Runs on the backend in KERAS_BACKEND; the suite runs once per backend, so the
+file is loaded on TensorFlow and on JAX. The README's quick start is run as
+written (its Python block). The integration test re-evaluates the model on
+the real MNIST split its card names and matches the card's accuracy within
+0.5 points; it skips without ../shared/data/mnist-10k.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tests.test_cli import PNG_MAGIC, run_cli
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = REPO_ROOT / "saved_models" / "mnist_film_het.keras"
+CARD = REPO_ROOT / "saved_models" / "README.md"
+
+
+def card_value(pattern: str) -> str:
+    match = re.search(pattern, CARD.read_text())
+    assert match, f"the model card has no line matching {pattern!r}"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    from kmixvae.training.fit import load_model_file
+
+    return load_model_file(SHIPPED)
+
+
+def test_ships_for_inference_only(model):
+    assert SHIPPED.stat().st_size < 8_000_000  # a few MB: no optimizer state
+    assert getattr(model, "optimizer", None) is None
+    assert model.num_channels == 10 and model.active_channels == tuple(range(10))
+    assert model.decoder.image_shape == (28, 28, 1)
+
+
+def test_readme_quick_start_python_runs():
+    readme = (REPO_ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", quick, re.S).group(1)
+    assert "keras.models.load_model" in code and "encode" in code
+    assert len(code.strip().splitlines()) == 3
+    images = np.random.default_rng(0).random((5, 28, 28, 1)).astype("float32")
+    scope = {"images": images}
+    cwd = Path.cwd()
+    try:
+        import os
+
+        os.chdir(REPO_ROOT)
+        exec(compile(code, "README quick start", "exec"), scope)
+    finally:
+        os.chdir(cwd)
+    out = scope["out"]
+    assert out["q"].shape == (5, 10) and out["mu"].shape == (5, 10, 2)
+    np.testing.assert_allclose(out["q"].sum(axis=1), 1.0, atol=1e-5)
+    assert isinstance(scope["model"], keras.Model)
+
+
+def test_quick_start_sample_command(tmp_path):
+    out_png = tmp_path / "three.png"
+    run_cli("sample", SHIPPED, "--channel", 3, "--n", 16, "--out", out_png)
+    assert out_png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_samples_and_reconstructions_are_images(model):
+    samples = model.sample(16, channel=3, seed=0)["mean"]
+    assert samples.shape == (16, 28, 28, 1)
+    assert np.all((samples >= 0) & (samples <= 1)) and samples.std() > 0.05
+
+
+def test_card_names_data_command_versions_and_metrics():
+    text = CARD.read_text()
+    for needed in (
+        "## Data and split",
+        "- command: `",
+        "- versions: ",
+        "- date: ",
+        "clustering accuracy",
+        "specialised channels",
+        "reconstruction MSE",
+        "IWAE log p(x)",
+        "```json",
+    ):
+        assert needed in text, needed
+
+
+def test_shipped_model_scores_what_its_card_says(model, mnist10k_dir):
+    from kmixvae.config import DataConfig
+    from kmixvae.data import load_split
+    from kmixvae.evaluation.evaluate import evaluate_model
+
+    if card_value(r"- data: MNIST `\w+` from `(\w+)` files") != "idx":
+        pytest.skip("the card's model was trained from TFDS, not from the local IDX files")
+    split = card_value(r"- validation: `([^`]+)`")
+    accuracy = float(card_value(r"\| clustering accuracy \(1-to-1\) \| ([\d.]+)% \|")) / 100
+    images, labels = load_split(DataConfig(source="idx", dir=str(mnist10k_dir)), split)
+    metrics = evaluate_model(model, images, labels, iwae_samples=0)
+    assert abs(metrics["accuracy"] - accuracy) <= 0.005, (metrics["accuracy"], accuracy)
