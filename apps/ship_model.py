@@ -107,8 +107,8 @@ def versions() -> dict:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(  # the shipped files themselves do not count
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!saved_models"],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -1,0 +1,88 @@
+"""apps/ship_model.py: ships a finished run as an inference-only model plus its model card."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers.apps import load_app
+from tests.test_cli import SMOKE, run_cli, tiny_sets, write_patterns
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ship")
+    data = write_patterns(tmp / "data")
+    run = tmp / "run"
+    run_cli(
+        "fit",
+        "--config",
+        SMOKE,
+        "--data-dir",
+        data,
+        "--run-dir",
+        run,
+        *tiny_sets(tmp, "training.epochs=1", "curriculum.enabled=false", "output.report=false"),
+    )
+    out = tmp / "models" / "tiny.keras"
+    ship = load_app("ship_model")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)
+        code = ship.main(
+            [
+                "--run",
+                str(run),
+                "--command",
+                "kmixvae fit --tiny",
+                "--out",
+                str(out),
+                "--iwae-samples",
+                "2",
+            ]
+        )
+    assert code == 0
+    return {"run": run, "out": out, "card": out.parent / "README.md"}
+
+
+def test_model_is_inference_only_and_smaller_than_the_checkpoint(shipped):
+    from kmixvae.training.fit import load_model_file
+
+    assert shipped["out"].stat().st_size < (shipped["run"] / "model.keras").stat().st_size
+    model = load_model_file(shipped["out"])
+    assert getattr(model, "optimizer", None) is None
+    assert model.active_channels == (0, 1, 2)
+
+
+def test_card_holds_data_command_config_versions_and_metrics(shipped):
+    card = shipped["card"].read_text()
+    assert "- training: `train` (96 images" in card
+    assert "- validation: `test` (48 images" in card
+    assert "- command: `kmixvae fit --tiny`" in card
+    assert "keras 3." in card and "backend " in card and "- date: " in card
+    for label in (
+        "clustering accuracy (1-to-1)",
+        "specialised channels",
+        "reconstruction MSE",
+        "IWAE log p(x) (nats)",
+        "negative ELBO (nats)",
+    ):
+        assert f"| {label} | " in card
+    assert "Evaluation on 48 images" in card  # what kmixvae evaluate prints
+    config = json.loads(card.split("```json\n", 1)[1].split("```", 1)[0])
+    assert config["name"] == "smoke" and config["training"]["epochs"] == 1
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    ship = load_app("ship_model")
+    assert ship.main(["--run", str(tmp_path), "--out", str(tmp_path / "m.keras")]) == 2
+    assert capsys.readouterr().err.startswith("error: --run needs --command")
+    assert ship.main(["--run", str(tmp_path), "--command", "x", "--out", "m.h5"]) == 2
+    assert (
+        ship.main(
+            ["--run", str(tmp_path / "none"), "--command", "x", "--out", str(tmp_path / "m.keras")]
+        )
+        == 2
+    )
+    assert "error:" in capsys.readouterr().err
+    assert not (tmp_path / "m.keras").exists()
