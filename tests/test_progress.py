@@ -72,3 +72,27 @@ def test_track_shows_a_bar_on_a_terminal(monkeypatch, capsys):
     assert starts == [0, 2, 4, 6, 8]
     shown = fake.getvalue()
     assert "evaluate" in shown and "10/10" in shown
+
+
+def test_fit_history_has_no_validation_values_for_training_only_terms(tmp_path):
+    from tests.test_cli import SMOKE, read_history, run_cli, tiny_sets, write_patterns
+
+    data = write_patterns(tmp_path / "data")
+    run = tmp_path / "run"
+    sets = tiny_sets(
+        tmp_path,
+        "training.epochs=1",
+        "curriculum.enabled=false",
+        "data.neighbors=5",
+        "loss.neighbor_weight=1.0",
+        "loss.self_label_weight=1.0",
+        "output.report=false",
+        "output.tensorboard=false",
+    )
+    _, out, _ = run_cli("fit", "--config", SMOKE, "--data-dir", data, "--run-dir", run, *sets)
+    row = read_history(run / "history.csv")[0]
+    assert "neighbor_agreement" in row and "self_label_share" in row  # training computes them
+    assert not [t for t in TRAINING_ONLY_TERMS if f"val_{t}" in row]
+    assert "val_nelbo" in row and "val_usage_0" in row  # validation's own values stay
+    assert [line for line in out.splitlines() if line.startswith("epoch 1/1  loss ")]
+    assert not (run / "report.html").exists()  # output.report=false is honoured
