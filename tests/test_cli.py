@@ -183,9 +183,15 @@ def test_fit_prints_a_summary_and_one_short_line_per_epoch(trained):
 def test_fit_writes_its_report(trained):
     from tests.test_report import assert_images_exist, parse
 
+    from kmixvae.viz.report import flatten_metrics, format_value
+
     page = parse(trained["run"] / "report.html")
     assert_images_exist(page, trained["run"])
     assert "channel" in page.headers and "samples from its prior" in page.headers
+    text = "".join(page.text)
+    metrics = json.loads((trained["run"] / "metrics.json").read_text())
+    for key, value in flatten_metrics(metrics):
+        assert key in text and format_value(value) in text, key
 
 
 def test_saved_model_loads_with_all_channels(trained):

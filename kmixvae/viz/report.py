@@ -253,7 +253,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 max-width:1320px}
 h1{font-size:22px;margin-bottom:2px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
 .sub{color:#666;font-size:13px}table{border-collapse:collapse;font-size:13px}
-td,th{border:1px solid #ddd;padding:3px 7px;text-align:right;vertical-align:middle}
+td,th{border:1px solid #ddd;padding:3px 7px;text-align:right;vertical-align:middle;
+max-width:460px;overflow-wrap:anywhere}
 th{background:#f3f3f3}td.k{text-align:left;font-family:monospace}
 .cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;
 padding:8px 14px;min-width:120px}.card b{display:block;font-size:20px}.card span{color:#666;
