@@ -117,14 +117,6 @@ MALFORMED = [
         {"model": {"num_channels": 3}, "curriculum": {"enabled": True, "unlock_epochs": [2, 2]}},
         "curriculum.unlock_epochs",
     ),
-    (
-        "unlock-epochs-with-plateau",
-        {
-            "model": {"num_channels": 3},
-            "curriculum": {"enabled": True, "schedule": "plateau", "unlock_epochs": [1, 2]},
-        },
-        "curriculum.unlock_epochs",
-    ),
     ("nan-learning-rate", {"training": {"learning_rate": float("nan")}}, "training.learning_rate"),
 ]
 
@@ -312,29 +304,110 @@ def test_config_round_trips_through_save(tmp_path):
     assert again.training.epochs == 5
 
 
-@pytest.mark.parametrize(
-    "decoder, message",
-    [
-        (
-            {"head": "bernoulli", "nll_beta": 0.5},
-            "model.decoder.nll_beta: 0.5 is only used by the heteroscedastic head",
-        ),
-        (
-            {"head": "gaussian", "sigma_max": 0.3},
-            "model.decoder.sigma_max: 0.3 is only used by the heteroscedastic",
-        ),
-        (
-            {"head": "heteroscedastic", "fixed_sigma": 0.2},
-            "model.decoder.fixed_sigma: 0.2 is only used by the gaussian",
-        ),
-    ],
-)
-def test_a_head_setting_the_chosen_head_does_not_use_is_rejected(decoder, message):
-    with pytest.raises(ConfigError, match=message):
-        config_lib.from_dict({"model": {"decoder": decoder}})
-    # The same head with that key at its default is fine.
-    head_only = {"head": decoder["head"]}
-    assert (
-        config_lib.from_dict({"model": {"decoder": head_only}}).model.decoder.head
-        == decoder["head"]
+SWITCHED_OFF = [
+    # (config, the key set away from its default, the switch that is off)
+    (
+        {"model": {"decoder": {"head": "bernoulli", "nll_beta": 0.5}}},
+        "model.decoder.nll_beta",
+        "model.decoder.head",
+    ),
+    (
+        {"model": {"decoder": {"head": "gaussian", "sigma_max": 0.3}}},
+        "model.decoder.sigma_max",
+        "model.decoder.head",
+    ),
+    (
+        {"model": {"decoder": {"fixed_sigma": 0.2}}},
+        "model.decoder.fixed_sigma",
+        "model.decoder.head",
+    ),
+    (
+        {"model": {"decoder": {"conditioning": "none", "embedding_dim": 8}}},
+        "model.decoder.embedding_dim",
+        "model.decoder.conditioning",
+    ),
+    (
+        {"loss": {"self_label": {"threshold": 0.5}}},
+        "loss.self_label.threshold",
+        "loss.self_label.weight",
+    ),
+    (
+        {"loss": {"self_label": {"start_epoch": 3}}},
+        "loss.self_label.start_epoch",
+        "loss.self_label.weight",
+    ),
+    (
+        {"loss": {"usage_entropy": {"weight": 0.0, "start_epoch": 2}}},
+        "loss.usage_entropy.start_epoch",
+        "loss.usage_entropy.weight",
+    ),
+    ({"loss": {"augment": {"rotation": 5.0}}}, "loss.augment.rotation", "loss"),
+    ({"curriculum": {"start_channels": 2}}, "curriculum.start_channels", "curriculum.enabled"),
+    ({"curriculum": {"schedule": "plateau"}}, "curriculum.schedule", "curriculum.enabled"),
+    (
+        {"curriculum": {"enabled": True, "patience": 4}},
+        "curriculum.patience",
+        "curriculum.schedule",
+    ),
+    (
+        {"curriculum": {"enabled": True, "schedule": "plateau", "unlock_every": 2}},
+        "curriculum.unlock_every",
+        "curriculum.schedule",
+    ),
+    (
+        {"curriculum": {"enabled": True, "schedule": "plateau", "unlock_epochs": [1, 2]}},
+        "curriculum.unlock_epochs",
+        "curriculum.schedule",
+    ),
+    (
+        {"curriculum": {"enabled": True, "split_noise": 0.1}},
+        "curriculum.split_noise",
+        "curriculum.unlock_init",
+    ),
+    (
+        {"training": {"early_stopping": {"patience": 3}}},
+        "training.early_stopping.patience",
+        "training.early_stopping.enabled",
+    ),
+    (
+        {"output": {"tensorboard": False, "image_every": 2}},
+        "output.image_every",
+        "output.tensorboard",
+    ),
+    ({"data": {"neighbor_mutual": True}}, "data.neighbor_mutual", "data.neighbors"),
+    ({"training": {"lr_final": 1e-4}}, "training.lr_final", "training.lr_schedule"),
+    (
+        {"training": {"restart_learning_rate": 1e-4}},
+        "training.restart_learning_rate",
+        "training.restart_epoch",
+    ),
+]
+
+
+@pytest.mark.parametrize("data, key, switch", SWITCHED_OFF, ids=[k for _, k, _ in SWITCHED_OFF])
+def test_a_value_in_a_switched_off_part_is_rejected_naming_key_and_switch(data, key, switch):
+    with pytest.raises(ConfigError) as err:
+        config_lib.from_dict(data)
+    message = str(err.value)
+    assert message.startswith(f"{key}: ") and f"only used when {switch}" in message
+    assert "\n" not in message
+
+
+def test_switched_off_keys_at_their_defaults_are_fine():
+    config_lib.from_dict(
+        {
+            "model": {"decoder": {"head": "bernoulli", "nll_beta": 0.0, "conditioning": "none"}},
+            "loss": {"self_label": {"weight": 0.0, "threshold": 0.9}, "augment": {"shift": 0.1}},
+            "curriculum": {"enabled": False, "patience": 2},
+            "output": {"tensorboard": False, "image_every": 5},
+        }
     )
+    # Switched on, the same keys are used and accepted.
+    cfg = config_lib.from_dict(
+        {
+            "loss": {"self_label": {"weight": 1.0, "threshold": 0.5}, "augment": {"rotation": 5.0}},
+            "curriculum": {"enabled": True, "schedule": "plateau", "patience": 4},
+            "training": {"early_stopping": {"enabled": True, "patience": 3}},
+        }
+    )
+    assert cfg.loss.self_label.threshold == 0.5 and cfg.curriculum.patience == 4

@@ -11,9 +11,9 @@ import pytest
 from kmixvae.config import from_dict
 from kmixvae.errors import ConfigError
 from kmixvae.models.factory import build_model
+from kmixvae.models.learning_rate_schedule import PhasedLearningRate
 from kmixvae.training.callbacks import LearningRateLogger, OptimizerRestart
 from kmixvae.training.fit import make_optimizer
-from kmixvae.training.schedules import PhasedLearningRate
 
 TINY = {
     "num_channels": 3,
@@ -43,7 +43,7 @@ def _config(**training):
     return from_dict(
         {
             "model": TINY,
-            "loss": {"diversity_weight": 0.0},
+            "loss": {"usage_entropy": {"weight": 0.0}},
             "training": {"epochs": 3, "learning_rate": 0.01, "lr_schedule": "cosine", **training},
         }
     )

@@ -1,4 +1,4 @@
-"""Training callbacks: KL warm-up, gated early stopping, atomic checkpoints and history,
+"""Training callbacks: loss-term start epochs, gated early stopping, atomic checkpoints and history,
 NaN guard, held-out clustering accuracy and learning-rate logging."""
 
 from __future__ import annotations
@@ -14,57 +14,21 @@ import keras
 import numpy as np
 
 from kmixvae.utils.files import atomic_write, atomic_write_text
+from kmixvae.utils.keras_adapter import learning_rate_schedule
 
 LOSS_TERMS = ("loss", "nelbo", "recon", "kl_z", "kl_c", "usage_entropy")
 
 
-class KLWarmup(keras.callbacks.Callback):
-    """Raises the KL weight linearly from 1/epochs to 1 over the first `epochs` epochs.
+class TermSchedule(keras.callbacks.Callback):
+    """Turns each loss term on at its start epoch (`loss.<term>.start_epoch`).
 
-    Args:
-        epochs: int. Length of the warm-up (0 disables it).
+    Calls `model.start_epoch(epoch)` at the start of every epoch (0-based),
+    which retraces the train step when a term turns on or off. It keeps no
+    state: a resumed run sets the terms from the epoch it resumes at.
     """
 
-    def __init__(self, epochs):
-        super().__init__()
-        self.epochs = int(epochs)
-
     def on_epoch_begin(self, epoch, logs=None):
-        weight = 1.0 if self.epochs <= 0 else min(1.0, (epoch + 1) / self.epochs)
-        self.model.kl_weight.assign(weight)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["kl_weight"] = float(keras.ops.convert_to_numpy(self.model.kl_weight))
-
-
-class _SwitchOnAt(keras.callbacks.Callback):
-    """Calls `model.<setter>(epoch >= start)` at the start of every epoch (0-based)."""
-
-    setter = ""
-
-    def __init__(self, start):
-        super().__init__()
-        self.start = int(start)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        getattr(self.model, self.setter)(epoch >= self.start)
-
-
-class ElboStart(_SwitchOnAt):
-    """Skips the ELBO's decoding in training steps before epoch `start`.
-
-    The channel posterior learns first from the clustering terms alone, at
-    the cost of the encoder only; the compiled step is rebuilt once.
-    """
-
-    setter = "set_decode_in_training"
-
-
-class SelfLabelStart(_SwitchOnAt):
-    """Turns the self-labelling term on from epoch `start`, once clusters have formed."""
-
-    setter = "set_self_labelling"
+        self.model.start_epoch(epoch)
 
 
 class OptimizerRestart(keras.callbacks.Callback):
@@ -86,7 +50,7 @@ class OptimizerRestart(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # Under mixed float16 the loss-scale wrapper keeps its scale; its inner optimizer restarts.
         optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
-        schedule = optimizer._learning_rate
+        schedule = learning_rate_schedule(optimizer)
         phase = 1 if epoch >= self.start else 0
         if getattr(schedule, "phase", phase) == phase:
             return

@@ -65,7 +65,7 @@ def make_optimizer(config: config_lib.Config, steps_per_epoch: int):
     t = config.training
     lr = t.learning_rate
     if t.restart_epoch > 0:
-        from kmixvae.training.schedules import PhasedLearningRate
+        from kmixvae.models.learning_rate_schedule import PhasedLearningRate
 
         restart_lr = t.restart_learning_rate if t.restart_learning_rate is not None else lr
         lr = PhasedLearningRate(
@@ -200,12 +200,7 @@ def fit_run(
             curriculum.set_state(state["curriculum"])
         gate.curriculum = curriculum
         callbacks.append(curriculum)
-    if config.loss.kl_warmup_epochs > 0:
-        callbacks.append(cb.KLWarmup(config.loss.kl_warmup_epochs))
-    if config.loss.elbo_start_epoch > 0:
-        callbacks.append(cb.ElboStart(config.loss.elbo_start_epoch))
-    if config.loss.self_label_weight > 0:
-        callbacks.append(cb.SelfLabelStart(config.loss.self_label_start_epoch))
+    callbacks.append(cb.TermSchedule())
     if config.training.restart_epoch > 0:
         callbacks.append(cb.OptimizerRestart(config.training.restart_epoch))
     callbacks.append(cb.LearningRateLogger())
