@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import zipfile
 
 import keras
@@ -15,6 +14,8 @@ from kmixvae.errors import ConfigError, ModelFileError
 from kmixvae.layers.channel_embedding import ChannelEmbedding
 from kmixvae.layers.film import FiLM
 from kmixvae.layers.output_heads import Bernoulli, Gaussian, HeteroscedasticGaussian
+from kmixvae.models.decoder import Decoder
+from kmixvae.models.encoder import Encoder
 from kmixvae.models.factory import build_model
 from kmixvae.models.mixture_vae import MixtureVAE
 from kmixvae.training.fit import load_model_file
@@ -81,7 +82,9 @@ def test_concat_conditioning_builds_no_film():
 
 
 def test_none_conditioning_builds_no_embedding():
-    model = build_model(tiny_config(decoder__conditioning="none"), (8, 8, 1))
+    data = tiny_dict(decoder__conditioning="none")
+    del data["model"]["decoder"]["embedding_dim"]  # unused without conditioning: an error if set
+    model = build_model(from_dict(data), (8, 8, 1))
     info = model.describe()
     assert info["film_layers"] == 0 and info["embedding_dim"] == 0
     assert model.decoder.embedding is None
@@ -128,16 +131,11 @@ def test_invalid_choices_raise_config_error():
         from_dict(tiny_dict(decoder__head="laplace"))
     with pytest.raises(ConfigError, match="bogus"):
         from_dict(tiny_dict(decoder__bogus=1))
-    # The factory itself rejects values that bypassed config validation.
-    for section, key, bad in (
-        ("decoder", "conditioning", "filmm"),
-        ("decoder", "head", "laplace"),
-        ("latent", "layout", "central"),
-    ):
-        cfg = copy.deepcopy(tiny_config())
-        setattr(getattr(cfg.model, section), key, bad)
-        with pytest.raises(ConfigError, match=f"model.{section}.{key}"):
-            build_model(cfg, (8, 8, 1))
+    # The layers check the same choice sets (kmixvae.choices) when built directly.
+    with pytest.raises(ValueError, match="concat, film, none"):
+        Decoder((8, 8, 1), 2, 3, conditioning="filmm", embedding_dim=4, filters=[8], head=None)
+    with pytest.raises(ValueError, match="decentralized, shared"):
+        Encoder(num_channels=3, latent_dim=2, layout="central")
 
 
 @pytest.mark.parametrize("block", ["subpixel", "upsample"])
