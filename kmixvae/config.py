@@ -128,6 +128,32 @@ class ModelConfig:
     decoder: DecoderConfig = _sub(DecoderConfig)
 
 
+# Flat loss keys of configs written before the loss sections, and where they went.
+MOVED_KEYS = {
+    "loss.diversity_weight": "loss.usage_entropy.weight",
+    "loss.neighbor_weight": "loss.neighbor.weight",
+    "loss.elbo_weight": "loss.elbo.weight",
+    "loss.elbo_subbatch": "loss.elbo.subbatch",
+    "loss.elbo_assignment_gradient": "loss.elbo.assignment_gradient",
+    "loss.elbo_start_epoch": "loss.elbo.start_epoch",
+    "loss.augment_rotation": "loss.augment.rotation",
+    "loss.augment_shift": "loss.augment.shift",
+    "loss.self_label_weight": "loss.self_label.weight",
+    "loss.self_label_threshold": "loss.self_label.threshold",
+    "loss.self_label_start_epoch": "loss.self_label.start_epoch",
+    "loss.iic_weight": "nothing (IIC was removed)",
+    "loss.confidence_weight": "nothing (the confidence term was removed)",
+    "loss.kl_warmup_epochs": "nothing (the KL warm-up was removed)",
+}
+
+
+def _check_not_moved(path: str) -> None:
+    if path in MOVED_KEYS:
+        raise ConfigError(
+            f"{path}: this key predates the loss sections; it is now {MOVED_KEYS[path]}"
+        )
+
+
 _LOSS_CLASSES: dict[tuple, type] = {}
 
 
@@ -316,6 +342,7 @@ def _parse_section(path: str, data: Any, cls):
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{path}.{unknown[0]}" if path else unknown[0]
+        _check_not_moved(where)
         raise ConfigError(f"{where}: unknown key (allowed: {', '.join(fields)})")
     kwargs = {}
     for name, value in data.items():
@@ -349,22 +376,23 @@ def check_switched_off(config: Config, node=None, path: str = "") -> None:
         if dataclasses.is_dataclass(value):
             check_switched_off(config, value, key)
             continue
-        switch = f.metadata.get("switch")
-        if switch is None and section_switch is not None and f.name != section_switch.key:
-            switch = section_switch
-        if switch is None or value == getattr(defaults, f.name):
+        if value == getattr(defaults, f.name):
             continue
-        if switch.key.startswith("/"):
-            switch_path = switch.key[1:]
-        else:
-            switch_path = f"{path}.{switch.key}" if path else switch.key
-        switch_value = _lookup(config, switch_path)
-        if not switch.is_on(switch_value):
-            raise ConfigError(
-                f"{key}: {value!r} is set, but it is only used when {switch_path} is "
-                f"{switch.when} ({switch_path} is {switch.describe(switch_value)}); "
-                "remove it or switch it on"
-            )
+        switches = [f.metadata.get("switch")]
+        if section_switch is not None and f.name != section_switch.key:
+            switches.insert(0, section_switch)  # a section that is off says so first
+        for switch in filter(None, switches):
+            if switch.key.startswith("/"):
+                switch_path = switch.key[1:]
+            else:
+                switch_path = f"{path}.{switch.key}" if path else switch.key
+            switch_value = _lookup(config, switch_path)
+            if not switch.is_on(switch_value):
+                raise ConfigError(
+                    f"{key}: {value!r} is set, but it is only used when "
+                    f"{switch.condition(switch_path)} "
+                    f"({switch.describe(switch_path, switch_value)}); remove it or switch it on"
+                )
 
 
 def validate(config: Config) -> Config:
@@ -485,6 +513,7 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
         node, ref = data, defaults
         for i, part in enumerate(parts):
             path = ".".join(parts[: i + 1])
+            _check_not_moved(path)
             if not isinstance(ref, dict) or part not in ref:
                 allowed = ", ".join(ref) if isinstance(ref, dict) else "none (not a section)"
                 raise ConfigError(f"{path}: unknown key (allowed: {allowed})")

@@ -35,9 +35,10 @@ class Switch:
         key: a key of the same section, or a dotted path from the config
             root when it starts with "/" (e.g. "/loss").
         is_on: called with the key's value; True when the switched keys are used.
-        when: how a reader says "on", for messages (e.g. "'plateau'").
+        when: how a reader says "on", for messages (e.g. "'plateau'"); with
+            `state`, the whole condition (e.g. "an objective ... is on").
         state: optional; called with the key's value, says what it is now
-            (default: its repr).
+            (default: "<key> is <value>").
     """
 
     key: str
@@ -45,8 +46,13 @@ class Switch:
     when: str
     state: Callable[[Any], str] | None = None
 
-    def describe(self, value) -> str:
-        return self.state(value) if self.state is not None else repr(value)
+    def condition(self, path: str) -> str:
+        """When the switched keys are used, e.g. "model.decoder.head is 'gaussian'"."""
+        return self.when if self.state is not None else f"{path} is {self.when}"
+
+    def describe(self, path: str, value) -> str:
+        """What the switch is now, e.g. "model.decoder.head is 'bernoulli'"."""
+        return self.state(value) if self.state is not None else f"{path} is {value!r}"
 
 
 def only_when(key: str, *values) -> Switch:

@@ -304,92 +304,42 @@ def test_config_round_trips_through_save(tmp_path):
     assert again.training.epochs == 5
 
 
-SWITCHED_OFF = [
-    # (config, the key set away from its default, the switch that is off)
-    (
-        {"model": {"decoder": {"head": "bernoulli", "nll_beta": 0.5}}},
-        "model.decoder.nll_beta",
-        "model.decoder.head",
+# "--set overrides, the last one a key away from its default" -> the switch that is off.
+SWITCHED_OFF = {
+    "model.decoder.head=bernoulli model.decoder.nll_beta=0.5": "model.decoder.head",
+    "model.decoder.head=gaussian model.decoder.sigma_max=0.3": "model.decoder.head",
+    "model.decoder.fixed_sigma=0.2": "model.decoder.head",
+    "model.decoder.conditioning=none model.decoder.embedding_dim=8": "model.decoder.conditioning",
+    "loss.self_label.threshold=0.5": "loss.self_label.weight",
+    "loss.self_label.start_epoch=3": "loss.self_label.weight",
+    "loss.usage_entropy.weight=0 loss.usage_entropy.start_epoch=2": "loss.usage_entropy.weight",
+    "loss.augment.rotation=5": "loss.self_label.weight, loss.neighbor.weight are 0",
+    "curriculum.start_channels=2": "curriculum.enabled",
+    "curriculum.schedule=plateau": "curriculum.enabled",
+    "curriculum.enabled=true curriculum.patience=4": "curriculum.schedule",
+    "curriculum.enabled=true curriculum.schedule=plateau curriculum.unlock_every=2": (
+        "curriculum.schedule"
     ),
-    (
-        {"model": {"decoder": {"head": "gaussian", "sigma_max": 0.3}}},
-        "model.decoder.sigma_max",
-        "model.decoder.head",
+    "curriculum.enabled=true curriculum.split_noise=0.1": "curriculum.unlock_init",
+    "curriculum.enabled=true curriculum.schedule=plateau curriculum.unlock_epochs=[1,2]": (
+        "curriculum.schedule"
     ),
-    (
-        {"model": {"decoder": {"fixed_sigma": 0.2}}},
-        "model.decoder.fixed_sigma",
-        "model.decoder.head",
-    ),
-    (
-        {"model": {"decoder": {"conditioning": "none", "embedding_dim": 8}}},
-        "model.decoder.embedding_dim",
-        "model.decoder.conditioning",
-    ),
-    (
-        {"loss": {"self_label": {"threshold": 0.5}}},
-        "loss.self_label.threshold",
-        "loss.self_label.weight",
-    ),
-    (
-        {"loss": {"self_label": {"start_epoch": 3}}},
-        "loss.self_label.start_epoch",
-        "loss.self_label.weight",
-    ),
-    (
-        {"loss": {"usage_entropy": {"weight": 0.0, "start_epoch": 2}}},
-        "loss.usage_entropy.start_epoch",
-        "loss.usage_entropy.weight",
-    ),
-    ({"loss": {"augment": {"rotation": 5.0}}}, "loss.augment.rotation", "loss"),
-    ({"curriculum": {"start_channels": 2}}, "curriculum.start_channels", "curriculum.enabled"),
-    ({"curriculum": {"schedule": "plateau"}}, "curriculum.schedule", "curriculum.enabled"),
-    (
-        {"curriculum": {"enabled": True, "patience": 4}},
-        "curriculum.patience",
-        "curriculum.schedule",
-    ),
-    (
-        {"curriculum": {"enabled": True, "schedule": "plateau", "unlock_every": 2}},
-        "curriculum.unlock_every",
-        "curriculum.schedule",
-    ),
-    (
-        {"curriculum": {"enabled": True, "schedule": "plateau", "unlock_epochs": [1, 2]}},
-        "curriculum.unlock_epochs",
-        "curriculum.schedule",
-    ),
-    (
-        {"curriculum": {"enabled": True, "split_noise": 0.1}},
-        "curriculum.split_noise",
-        "curriculum.unlock_init",
-    ),
-    (
-        {"training": {"early_stopping": {"patience": 3}}},
-        "training.early_stopping.patience",
-        "training.early_stopping.enabled",
-    ),
-    (
-        {"output": {"tensorboard": False, "image_every": 2}},
-        "output.image_every",
-        "output.tensorboard",
-    ),
-    ({"data": {"neighbor_mutual": True}}, "data.neighbor_mutual", "data.neighbors"),
-    ({"training": {"lr_final": 1e-4}}, "training.lr_final", "training.lr_schedule"),
-    (
-        {"training": {"restart_learning_rate": 1e-4}},
-        "training.restart_learning_rate",
-        "training.restart_epoch",
-    ),
-]
+    "training.early_stopping.patience=3": "training.early_stopping.enabled",
+    "output.tensorboard=false output.image_every=2": "output.tensorboard",
+    "data.neighbor_mutual=true": "data.neighbors",
+    "training.lr_final=1e-4": "training.lr_schedule",
+    "training.restart_learning_rate=1e-4": "training.restart_epoch",
+}
 
 
-@pytest.mark.parametrize("data, key, switch", SWITCHED_OFF, ids=[k for _, k, _ in SWITCHED_OFF])
-def test_a_value_in_a_switched_off_part_is_rejected_naming_key_and_switch(data, key, switch):
+@pytest.mark.parametrize("sets, switch", SWITCHED_OFF.items(), ids=list(SWITCHED_OFF))
+def test_a_value_in_a_switched_off_part_is_rejected_naming_key_and_switch(sets, switch):
+    overrides = sets.split()
+    key = overrides[-1].split("=")[0]
     with pytest.raises(ConfigError) as err:
-        config_lib.from_dict(data)
+        config_lib.from_dict(config_lib.apply_overrides({}, overrides))
     message = str(err.value)
-    assert message.startswith(f"{key}: ") and f"only used when {switch}" in message
+    assert message.startswith(f"{key}: ") and switch in message.split("only used when")[1]
     assert "\n" not in message
 
 
@@ -411,3 +361,10 @@ def test_switched_off_keys_at_their_defaults_are_fine():
         }
     )
     assert cfg.loss.self_label.threshold == 0.5 and cfg.curriculum.patience == 4
+
+
+def test_a_config_with_the_old_flat_loss_keys_says_where_they_went():
+    with pytest.raises(
+        ConfigError, match="loss.neighbor_weight: this key predates .* loss.neighbor.weight"
+    ):
+        config_lib.from_dict({"loss": {"neighbor_weight": 1.0}})

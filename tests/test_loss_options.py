@@ -12,14 +12,11 @@ from kmixvae.config import from_dict
 from kmixvae.data.neighbors import pixel_neighbors
 from kmixvae.data.pipeline import make_neighbor_dataset
 from kmixvae.errors import ConfigError
-from kmixvae.models.factory import build_model
 from kmixvae.objectives.self_labelling import self_label_loss
+from tests.helpers.tiny import tiny_model
 
-TINY = {
-    "num_channels": 3,
-    "encoder": {"filters": [8], "dense_units": 16, "batch_norm": True, "batch_norm_momentum": 0.9},
-    "decoder": {"filters": [8, 8], "embedding_dim": 4},
-}
+# The shared tiny model with a batch-normalised encoder (as in configs/film_het.json).
+BATCH_NORM = {"encoder": {"batch_norm": True, "batch_norm_momentum": 0.9}}
 
 
 def _images(n=48, seed=0):
@@ -32,8 +29,7 @@ def _images(n=48, seed=0):
 
 
 def _model(**loss):
-    cfg = from_dict({"model": TINY, "loss": {"usage_entropy": {"weight": 0.0}, **loss}})
-    model = build_model(cfg, (28, 28, 1))
+    model = tiny_model(model=BATCH_NORM, loss={"usage_entropy": {"weight": 0.0}, **loss})
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     return model
 
@@ -123,18 +119,15 @@ def test_elbo_subbatch_decodes_only_the_first_images():
 def test_neighbour_term_trains_from_pairs_and_is_logged():
     x, _ = _images()
     nbr = pixel_neighbors(x, 3)
-    cfg = from_dict(
-        {
-            "model": TINY,
-            "data": {"neighbors": 3},
-            "loss": {
-                "usage_entropy": {"weight": -1.0},
-                "neighbor": {"weight": 1.0},
-                "elbo": {"assignment_gradient": False},
-            },
-        }
+    model = tiny_model(
+        model=BATCH_NORM,
+        data={"neighbors": 3},
+        loss={
+            "usage_entropy": {"weight": -1.0},
+            "neighbor": {"weight": 1.0},
+            "elbo": {"assignment_gradient": False},
+        },
     )
-    model = build_model(cfg, (28, 28, 1))
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     ds = make_neighbor_dataset(x, nbr, 16, seed=0)
     history = model.fit(ds, epochs=3, verbose=0).history

@@ -20,17 +20,13 @@ from kmixvae.models.factory import build_model
 from kmixvae.models.mixture_vae import MixtureVAE
 from kmixvae.training.fit import load_model_file
 from kmixvae.utils.keras_adapter import sublayers
+from tests.helpers.tiny import tiny_config_dict
 
 
 def tiny_dict(**model_overrides):
-    d = {
-        "model": {
-            "num_channels": 3,
-            "encoder": {"filters": [8], "dense_units": 16},
-            "decoder": {"filters": [8, 8], "embedding_dim": 4},
-        },
-        "loss": {"usage_entropy": {"weight": -1.0}},
-    }
+    d = tiny_config_dict(
+        {"decoder": {"embedding_dim": 4}}, loss={"usage_entropy": {"weight": -1.0}}
+    )
     for key, value in model_overrides.items():
         section, _, name = key.partition("__")
         if name:

@@ -11,9 +11,8 @@ from kmixvae.config import from_dict
 from kmixvae.data.neighbors import cosine_neighbors, mutual_neighbors, pixel_neighbors
 from kmixvae.data.pipeline import make_neighbor_dataset
 from kmixvae.errors import ConfigError
-from kmixvae.models.factory import build_model
 from kmixvae.training.callbacks import NeighborRefresh
-from tests.test_loss_options import TINY
+from tests.helpers.tiny import tiny_model
 
 
 def _images(n=24, seed=0):
@@ -54,8 +53,7 @@ def test_neighbour_dataset_follows_its_variable():
 
 
 def _model():
-    cfg = from_dict({"model": TINY, "loss": {"usage_entropy": {"weight": 0.0}}})
-    model = build_model(cfg, (28, 28, 1))
+    model = tiny_model(loss={"usage_entropy": {"weight": 0.0}})
     model.compile(optimizer=keras.optimizers.SGD(0.01))
     return model
 

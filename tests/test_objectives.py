@@ -19,11 +19,8 @@ from keras import ops
 from kmixvae.config import from_dict, to_dict
 from kmixvae.config_fields import option
 from kmixvae.errors import ConfigError, ModelFileError
-from kmixvae.models.factory import build_model
 from kmixvae.objectives import OBJECTIVES, Objective, ObjectiveConfig, register_objective
 from kmixvae.training.fit import load_model_file
-
-TINY = {"num_channels": 3, "encoder": {"filters": [8], "dense_units": 16}}
 
 
 @dataclass
@@ -54,15 +51,14 @@ def _images(n=32):
     return np.random.default_rng(0).random((n, 8, 8, 1)).astype("float32")
 
 
-def test_a_new_objective_is_configured_trained_and_logged(constant_objective, tmp_path):
-    cfg = from_dict(
-        {
-            "model": TINY,
-            "loss": {"usage_entropy": {"weight": 0.0}, "constant": {"weight": 2.0, "value": 3.0}},
-        }
-    )
-    assert to_dict(cfg)["loss"]["constant"] == {"weight": 2.0, "start_epoch": 0, "value": 3.0}
-    model = build_model(cfg, (8, 8, 1))
+def test_a_new_objective_is_configured_trained_and_logged(constant_objective, tiny_model, tmp_path):
+    loss = {"usage_entropy": {"weight": 0.0}, "constant": {"weight": 2.0, "value": 3.0}}
+    assert to_dict(from_dict({"loss": loss}))["loss"]["constant"] == {
+        "weight": 2.0,
+        "start_epoch": 0,
+        "value": 3.0,
+    }
+    model = tiny_model((8, 8, 1), loss=loss)
     assert [type(o) for o in model.objectives] == [Constant]
     model.compile(optimizer="adam")
     history = model.fit(_images(), batch_size=16, epochs=1, verbose=0).history
@@ -77,9 +73,8 @@ def test_a_new_objective_is_configured_trained_and_logged(constant_objective, tm
     }
 
 
-def test_a_new_objective_starts_at_its_epoch(constant_objective):
-    cfg = from_dict({"model": TINY, "loss": {"constant": {"weight": 1.0, "start_epoch": 1}}})
-    model = build_model(cfg, (8, 8, 1))
+def test_a_new_objective_starts_at_its_epoch(constant_objective, tiny_model):
+    model = tiny_model((8, 8, 1), loss={"constant": {"weight": 1.0, "start_epoch": 1}})
     model.compile(optimizer="adam")
     model.start_epoch(0)
     assert model.fit(_images(), batch_size=16, verbose=0).history["constant"] == [0.0]
@@ -100,8 +95,8 @@ def test_objective_sections_are_off_by_default_and_unknown_sections_rejected():
         from_dict({"loss": {"constant": {"weight": 1.0}}})
 
 
-def test_model_files_saved_before_objectives_fail_with_one_line(tmp_path):
-    model = build_model(from_dict({"model": TINY}), (8, 8, 1))
+def test_model_files_saved_before_objectives_fail_with_one_line(tiny_model, tmp_path):
+    model = tiny_model((8, 8, 1))
     new, old = tmp_path / "new.keras", tmp_path / "old.keras"
     model.save(new)
     # A pre-objective file: the same archive with the flat loss arguments of the old MixtureVAE.

@@ -15,6 +15,9 @@ from kmixvae.objectives import ElboConfig, Objective, ViewAugmentation
 from kmixvae.objectives.usage_entropy import usage_entropy
 from kmixvae.utils.replicas import scale_for_replicas
 
+# The loss and the ELBO's parts the model logs every step (history curves, NaN checks).
+LOSS_TERMS = ("loss", "nelbo", "recon", "kl_z", "kl_c", "usage_entropy")
+
 # Constructor arguments of models saved before the clustering terms became objectives.
 _PRE_OBJECTIVE_KEYS = ("diversity_weight", "neighbor_weight", "self_label_weight", "elbo_weight")
 

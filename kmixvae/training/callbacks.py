@@ -14,12 +14,11 @@ import keras
 import numpy as np
 
 from kmixvae.data.neighbors import cosine_neighbors, mutual_neighbors
-from kmixvae.evaluation.evaluate import as_float_images
 from kmixvae.evaluation.metrics import clustering_accuracy
+from kmixvae.models.mixture_vae import LOSS_TERMS
 from kmixvae.utils.files import atomic_write, atomic_write_text
+from kmixvae.utils.images import as_float_images
 from kmixvae.utils.keras_adapter import learning_rate_schedule
-
-LOSS_TERMS = ("loss", "nelbo", "recon", "kl_z", "kl_c", "usage_entropy")
 
 
 def restore_states(callbacks, state: dict) -> None:

@@ -31,6 +31,7 @@ from kmixvae.training import callbacks as cb
 from kmixvae.training.curriculum import ChannelCurriculum
 from kmixvae.training.distribution import configure_distribution
 from kmixvae.utils.files import atomic_write_text
+from kmixvae.utils.images import as_float_images
 from kmixvae.viz.projector import export_projector
 from kmixvae.viz.tensorboard_images import write_image_summaries
 
@@ -367,7 +368,7 @@ def _tensorboard_callbacks(config, path, data):
     ]
     images = data.val_images if data.num_val > 0 else data.train_images
     labels = data.val_labels if data.num_val > 0 else data.train_labels
-    images = images[: max(16, config.output.projector_samples)].astype("float32") / 255.0
+    images = as_float_images(images[: max(16, config.output.projector_samples)])
     labels = None if labels is None else labels[: len(images)]
 
     def write_images(model, epoch):
