@@ -229,7 +229,8 @@ def count_step_flops(model, batch) -> dict:
     """Forward FLOPs per image of one training step, from the shapes its layers see.
 
     Every Conv2D / Dense / FiLM layer inside the encoder and the decoder is
-    wrapped for one eager `model(batch, training=True)`, the forward pass the
+    wrapped (its `call` patched, then restored: Keras has no public per-layer
+    call hook) for one eager `model(batch, training=True)`, the forward pass the
     train step differentiates: it counts the encoder once per view (the image,
     its augmented neighbour, ...) and the decoder once per decoded row (the
     ELBO sub-batch times the active channels). Each call's FLOPs come from its
@@ -243,6 +244,7 @@ def count_step_flops(model, batch) -> dict:
     import keras
 
     from kmixvae.layers.film import FiLM
+    from kmixvae.utils.keras_adapter import sublayers
 
     kinds = (keras.layers.Conv2D, keras.layers.Dense, FiLM)
     totals = {"encoder": 0, "decoder": 0}
@@ -266,11 +268,7 @@ def count_step_flops(model, batch) -> dict:
         patched.append(layer)
 
     for part_name, part in (("encoder", model.encoder), ("decoder", model.decoder)):
-        layers = [
-            layer
-            for layer in part._flatten_layers(include_self=False, recursive=True)
-            if isinstance(layer, kinds)
-        ]
+        layers = [layer for layer in sublayers(part) if isinstance(layer, kinds)]
         for i, layer in enumerate(layers):
             wrap(layer, part_name, first=i == 0)
     x = batch["x"] if isinstance(batch, dict) else batch

@@ -61,10 +61,11 @@ def main(argv=None) -> int:
         spaces = [("pixels", lambda k: pixel_neighbors(images, k))]
         if args.model:
             from kmixvae.training.fit import load_model_file
+            from kmixvae.utils.images import as_float_images
 
             for path in args.model:
                 model = load_model_file(path)
-                features = model.features(images.astype("float32") / 255.0)
+                features = model.features(as_float_images(images))
                 spaces.append((path, lambda k, f=features: cosine_neighbors(f, k)))
     except (KmixvaeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -15,6 +15,7 @@ import click
 
 from kmixvae import config as config_lib
 from kmixvae.errors import ConfigError, DataError, KmixvaeError, ModelFileError
+from kmixvae.utils.images import as_float_images
 
 EXIT_BAD_INPUT = 2
 
@@ -215,7 +216,7 @@ def _model_and_data(model_path, data_dir, split, dataset=None):
             f"split {split!r} has images of shape {tuple(images.shape[1:])}, "
             f"the model expects {tuple(model.decoder.image_shape)}"
         )
-    return model, images.astype("float32") / 255.0, labels, split
+    return model, as_float_images(images), labels, split
 
 
 def _data_options(f):

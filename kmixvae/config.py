@@ -22,23 +22,22 @@ import dataclasses
 import json
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
+from kmixvae import choices
+from kmixvae.config_fields import Switch, only_unless, only_when, option, section, section_class
 from kmixvae.errors import ConfigError
+from kmixvae.objectives import OBJECTIVES, AugmentConfig, ElboConfig
 
 
-def _opt(default: Any = None, *, choices: tuple | None = None, lo=None, hi=None, doc: str = ""):
-    """A dataclass field carrying its allowed choices and range."""
-    meta = {"choices": choices, "min": lo, "max": hi, "doc": doc}
-    if isinstance(default, list):
-        return field(default_factory=lambda d=default: list(d), metadata=meta)
-    return field(default=default, metadata=meta)
+def _opt(default: Any = None, **kwargs):
+    return option(default, **kwargs)
 
 
 def _sub(cls):
-    return field(default_factory=cls, metadata={})
+    return section(cls)
 
 
 # ---------------------------------------------------------------------------
@@ -59,27 +58,30 @@ class DataConfig:
         0, lo=0, doc="k of the pixel-space k-NN graph that pairs training images (0 = no pairs)"
     )
     neighbor_mutual: bool = _opt(
-        False, doc="keep only mutual k-NN pairs (j in kNN(i) and i in kNN(j))"
+        False,
+        doc="keep only mutual k-NN pairs (j in kNN(i) and i in kNN(j))",
+        switch=only_unless("neighbors", 0),
     )
     neighbor_refresh_epoch: int = _opt(
         0,
         lo=0,
         doc="from this epoch the pairs come from the k-NN graph of the encoder's trunk "
         "features, computed once at that epoch (0 = pixel pairs throughout)",
+        switch=only_unless("neighbors", 0),
     )
 
 
 @dataclass
 class LatentConfig:
     dim: int = _opt(2, lo=1, hi=512)
-    layout: str = _opt("decentralized", choices=("decentralized", "shared"))
+    layout: str = _opt("decentralized", choices=choices.LAYOUTS)
 
 
 @dataclass
 class PriorConfig:
-    pi: str = _opt("fixed", choices=("fixed", "learnable"))
-    means: str = _opt("fixed", choices=("fixed", "learnable"))
-    scales: str = _opt("fixed", choices=("fixed", "learnable"))
+    pi: str = _opt("fixed", choices=choices.PRIOR_MODES)
+    means: str = _opt("fixed", choices=choices.PRIOR_MODES)
+    scales: str = _opt("fixed", choices=choices.PRIOR_MODES)
 
 
 @dataclass
@@ -92,21 +94,29 @@ class EncoderConfig:
 
 @dataclass
 class DecoderConfig:
-    conditioning: str = _opt("film", choices=("concat", "film", "none"))
-    embedding_dim: int = _opt(32, lo=1)
+    conditioning: str = _opt("film", choices=choices.CONDITIONINGS)
+    embedding_dim: int = _opt(32, lo=1, switch=only_unless("conditioning", "none"))
     filters: list[int] = _opt([64, 32], lo=1)
     block: str = _opt(
         "subpixel",
-        choices=("subpixel", "upsample"),
+        choices=choices.BLOCKS,
         doc="2x upsampling block: 3x3 conv at low resolution to 4x the filters then pixel "
         "shuffle (`subpixel`), or nearest upsampling then a 3x3 conv (`upsample`)",
     )
-    head: str = _opt("heteroscedastic", choices=("heteroscedastic", "bernoulli", "gaussian"))
+    head: str = _opt("heteroscedastic", choices=choices.HEADS)
     head_upscale: int = _opt(2, choices=(1, 2), doc="pixel-shuffle factor of the output head")
-    sigma_min: float = _opt(0.05, lo=1e-6)
-    sigma_max: float = _opt(0.5, lo=1e-6)
-    fixed_sigma: float = _opt(0.1, lo=1e-6, doc="sigma of the `gaussian` head")
-    nll_beta: float = _opt(0.0, lo=0.0, hi=1.0, doc="beta-NLL exponent (0 = plain NLL)")
+    sigma_min: float = _opt(0.05, lo=1e-6, switch=only_when("head", "heteroscedastic"))
+    sigma_max: float = _opt(0.5, lo=1e-6, switch=only_when("head", "heteroscedastic"))
+    fixed_sigma: float = _opt(
+        0.1, lo=1e-6, doc="sigma of the `gaussian` head", switch=only_when("head", "gaussian")
+    )
+    nll_beta: float = _opt(
+        0.0,
+        lo=0.0,
+        hi=1.0,
+        doc="beta-NLL exponent (0 = plain NLL)",
+        switch=only_when("head", "heteroscedastic"),
+    )
 
 
 @dataclass
@@ -118,58 +128,75 @@ class ModelConfig:
     decoder: DecoderConfig = _sub(DecoderConfig)
 
 
-@dataclass
-class LossConfig:
-    diversity_weight: float = _opt(
-        -30.0, doc="weight on H(p_bar); negative rewards using many channels"
-    )
-    kl_warmup_epochs: int = _opt(
-        0, lo=0, doc="linear warm-up of the KL weights over this many epochs"
-    )
-    elbo_weight: float = _opt(1.0, lo=0.0, doc="weight of the negative ELBO in the loss")
-    elbo_subbatch: Optional[int] = _opt(
-        None, lo=1, doc="decode only the first n images of each batch for the ELBO (null = all)"
-    )
-    confidence_weight: float = _opt(0.0, doc="weight on the mean per-image entropy H(q(c|x))")
-    iic_weight: float = _opt(
-        0.0, lo=0.0, doc="weight on -I(c; c') between q(c|x) and q(c|aug x) (IIC)"
-    )
-    augment_rotation: float = _opt(15.0, lo=0.0, hi=180.0, doc="degrees, for iic_weight > 0")
-    augment_shift: float = _opt(0.1, lo=0.0, hi=0.5, doc="fraction of the size, for iic_weight > 0")
-    neighbor_weight: float = _opt(
-        0.0, lo=0.0, doc="weight on -log <q(c|x), q(c|aug x_nbr)> (needs data.neighbors > 0)"
-    )
-    elbo_assignment_gradient: bool = _opt(
-        True,
-        doc="false: the ELBO trains the latent heads, decoder and prior, not q(c|x) nor the encoder trunk",
-    )
-    elbo_start_epoch: int = _opt(
-        0, lo=0, doc="training skips decoding (the ELBO) before this epoch"
-    )
-    self_label_weight: float = _opt(
-        0.0, lo=0.0, doc="weight of the class-balanced self-labelling cross-entropy"
-    )
-    self_label_threshold: float = _opt(0.9, lo=0.0, hi=1.0, doc="confidence of a pseudo-label")
-    self_label_start_epoch: int = _opt(0, lo=0, doc="self-labelling is on from this epoch")
+# Flat loss keys of configs written before the loss sections, and where they went.
+MOVED_KEYS = {
+    "loss.diversity_weight": "loss.usage_entropy.weight",
+    "loss.neighbor_weight": "loss.neighbor.weight",
+    "loss.elbo_weight": "loss.elbo.weight",
+    "loss.elbo_subbatch": "loss.elbo.subbatch",
+    "loss.elbo_assignment_gradient": "loss.elbo.assignment_gradient",
+    "loss.elbo_start_epoch": "loss.elbo.start_epoch",
+    "loss.augment_rotation": "loss.augment.rotation",
+    "loss.augment_shift": "loss.augment.shift",
+    "loss.self_label_weight": "loss.self_label.weight",
+    "loss.self_label_threshold": "loss.self_label.threshold",
+    "loss.self_label_start_epoch": "loss.self_label.start_epoch",
+    "loss.iic_weight": "nothing (IIC was removed)",
+    "loss.confidence_weight": "nothing (the confidence term was removed)",
+    "loss.kl_warmup_epochs": "nothing (the KL warm-up was removed)",
+}
+
+
+def _check_not_moved(path: str) -> None:
+    if path in MOVED_KEYS:
+        raise ConfigError(
+            f"{path}: this key predates the loss sections; it is now {MOVED_KEYS[path]}"
+        )
+
+
+_LOSS_CLASSES: dict[tuple, type] = {}
+
+
+def loss_config_class() -> type:
+    """The `loss` section: `elbo`, one section per registered objective, then `augment`.
+
+    Assembled from the objective registry (`kmixvae.objectives`), so that a
+    new objective's section is accepted without an edit here.
+    """
+    key = tuple((name, cls.Config) for name, cls in OBJECTIVES.items())
+    if key not in _LOSS_CLASSES:
+        fields = [("elbo", ElboConfig, _sub(ElboConfig))]
+        fields += [(name, cfg, _sub(cfg)) for name, cfg in key]
+        fields.append(("augment", AugmentConfig, _sub(AugmentConfig)))
+        _LOSS_CLASSES[key] = dataclasses.make_dataclass("LossConfig", fields)
+    return _LOSS_CLASSES[key]
 
 
 @dataclass
 class CurriculumConfig:
+    SWITCH: ClassVar[Switch] = only_when("enabled", True)
     enabled: bool = _opt(False)
     start_channels: int = _opt(1, lo=1)
     max_channels: Optional[int] = _opt(None, lo=1, doc="null = model.num_channels")
     schedule: str = _opt("fixed", choices=("fixed", "plateau"))
-    unlock_every: int = _opt(1, lo=1, doc="fixed schedule: epochs between unlocks")
-    unlock_epochs: Optional[list[int]] = _opt(None, lo=1, doc="fixed schedule: explicit epochs")
-    monitor: str = _opt("val_loss")
-    patience: int = _opt(2, lo=1, doc="plateau schedule")
-    min_delta: float = _opt(0.0, lo=0.0, doc="plateau schedule")
+    unlock_every: int = _opt(
+        1, lo=1, doc="fixed schedule: epochs between unlocks", switch=only_when("schedule", "fixed")
+    )
+    unlock_epochs: Optional[list[int]] = _opt(
+        None, lo=1, doc="fixed schedule: explicit epochs", switch=only_when("schedule", "fixed")
+    )
+    monitor: str = _opt("val_loss", switch=only_when("schedule", "plateau"))
+    patience: int = _opt(2, lo=1, doc="plateau schedule", switch=only_when("schedule", "plateau"))
+    min_delta: float = _opt(
+        0.0, lo=0.0, doc="plateau schedule", switch=only_when("schedule", "plateau")
+    )
     unlock_init: str = _opt("fresh", choices=("fresh", "split"))
-    split_noise: float = _opt(0.05, lo=0.0)
+    split_noise: float = _opt(0.05, lo=0.0, switch=only_when("unlock_init", "split"))
 
 
 @dataclass
 class EarlyStoppingConfig:
+    SWITCH: ClassVar[Switch] = only_when("enabled", True)
     enabled: bool = _opt(False)
     monitor: str = _opt("val_loss")
     patience: int = _opt(5, lo=1)
@@ -183,7 +210,12 @@ class TrainingConfig:
     optimizer: str = _opt("adam", choices=("adam", "adamw", "sgd", "rmsprop"))
     learning_rate: float = _opt(1e-3, lo=0.0)
     lr_schedule: str = _opt("constant", choices=("constant", "cosine"))
-    lr_final: float = _opt(0.0, lo=0.0, doc="cosine schedule: the final learning rate")
+    lr_final: float = _opt(
+        0.0,
+        lo=0.0,
+        doc="cosine schedule: the final learning rate",
+        switch=only_when("lr_schedule", "cosine"),
+    )
     restart_epoch: int = _opt(
         0,
         lo=0,
@@ -191,7 +223,10 @@ class TrainingConfig:
         "the learning-rate schedule restarts at restart_learning_rate (0 = never)",
     )
     restart_learning_rate: Optional[float] = _opt(
-        None, lo=0.0, doc="learning rate after the restart (null = training.learning_rate)"
+        None,
+        lo=0.0,
+        doc="learning rate after the restart (null = training.learning_rate)",
+        switch=only_unless("restart_epoch", 0),
     )
     clipnorm: Optional[float] = _opt(None, lo=0.0)
     early_stopping: EarlyStoppingConfig = _sub(EarlyStoppingConfig)
@@ -210,9 +245,14 @@ class OutputConfig:
     runs_dir: str = _opt("runs")
     saved_model: Optional[str] = _opt(None, doc="null = saved_models/<name>.keras")
     tensorboard: bool = _opt(True)
-    image_every: int = _opt(5, lo=1, doc="epochs between TensorBoard image summaries")
-    projector: bool = _opt(True)
-    projector_samples: int = _opt(2000, lo=1)
+    image_every: int = _opt(
+        5,
+        lo=1,
+        doc="epochs between TensorBoard image summaries",
+        switch=only_when("tensorboard", True),
+    )
+    projector: bool = _opt(True, switch=only_when("tensorboard", True))
+    projector_samples: int = _opt(2000, lo=1, switch=only_when("tensorboard", True))
     report: bool = _opt(True, doc="write report.html (kmixvae report) at the end of fit")
 
 
@@ -223,7 +263,7 @@ class Config:
     precision: str = _opt("float32", choices=("float32", "mixed_float16", "mixed_bfloat16"))
     data: DataConfig = _sub(DataConfig)
     model: ModelConfig = _sub(ModelConfig)
-    loss: LossConfig = _sub(LossConfig)
+    loss: Any = section(None, factory=loss_config_class)
     curriculum: CurriculumConfig = _sub(CurriculumConfig)
     training: TrainingConfig = _sub(TrainingConfig)
     distribution: DistributionConfig = _sub(DistributionConfig)
@@ -303,12 +343,57 @@ def _parse_section(path: str, data: Any, cls):
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{path}.{unknown[0]}" if path else unknown[0]
+        _check_not_moved(where)
         raise ConfigError(f"{where}: unknown key (allowed: {', '.join(fields)})")
     kwargs = {}
     for name, value in data.items():
         sub = f"{path}.{name}" if path else name
-        kwargs[name] = _parse_value(sub, value, hints[name], dict(fields[name].metadata))
+        tp = section_class(fields[name], hints[name])
+        kwargs[name] = _parse_value(sub, value, tp, dict(fields[name].metadata))
     return cls(**kwargs)
+
+
+def _lookup(config: Config, path: str):
+    node = config
+    for part in path.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def check_switched_off(config: Config, node=None, path: str = "") -> None:
+    """Rejects a key set away from its default while the key that switches it on is off.
+
+    Switches are declared with the keys (`kmixvae.config_fields`): per key
+    (`option(..., switch=...)`) or per section (a `SWITCH` class attribute),
+    so every section, new ones included, gets this check.
+    """
+    node = config if node is None else node
+    cls = type(node)
+    defaults = cls()
+    section_switch = getattr(cls, "SWITCH", None)
+    for f in dataclasses.fields(cls):
+        key = f"{path}.{f.name}" if path else f.name
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            check_switched_off(config, value, key)
+            continue
+        if value == getattr(defaults, f.name):
+            continue
+        switches = [f.metadata.get("switch")]
+        if section_switch is not None and f.name != section_switch.key:
+            switches.insert(0, section_switch)  # a section that is off says so first
+        for switch in filter(None, switches):
+            if switch.key.startswith("/"):
+                switch_path = switch.key[1:]
+            else:
+                switch_path = f"{path}.{switch.key}" if path else switch.key
+            switch_value = _lookup(config, switch_path)
+            if not switch.is_on(switch_value):
+                raise ConfigError(
+                    f"{key}: {value!r} is set, but it is only used when "
+                    f"{switch.condition(switch_path)} "
+                    f"({switch.describe(switch_path, switch_value)}); remove it or switch it on"
+                )
 
 
 def validate(config: Config) -> Config:
@@ -320,19 +405,6 @@ def validate(config: Config) -> Config:
             f"model.decoder.sigma_min: {dec.sigma_min} must be below "
             f"model.decoder.sigma_max ({dec.sigma_max})"
         )
-    unused = {
-        "sigma_min": "heteroscedastic",
-        "sigma_max": "heteroscedastic",
-        "nll_beta": "heteroscedastic",
-        "fixed_sigma": "gaussian",
-    }
-    for key, head in unused.items():
-        value = getattr(dec, key)
-        if dec.head != head and value != getattr(DecoderConfig(), key):
-            raise ConfigError(
-                f"model.decoder.{key}: {value} is only used by the {head} head, "
-                f"but model.decoder.head is {dec.head!r}"
-            )
     if m.latent.layout == "shared" and m.prior.means == "fixed" and k > 1:
         raise ConfigError(
             "model.prior.means: 'fixed' with model.latent.layout='shared' gives every channel "
@@ -348,11 +420,6 @@ def validate(config: Config) -> Config:
                 f"{max_ch} channels"
             )
         if cur.unlock_epochs is not None:
-            if cur.schedule != "fixed":
-                raise ConfigError(
-                    "curriculum.unlock_epochs: only used by schedule 'fixed', "
-                    f"but curriculum.schedule is {cur.schedule!r}"
-                )
             if sorted(set(cur.unlock_epochs)) != cur.unlock_epochs:
                 raise ConfigError(
                     f"curriculum.unlock_epochs: {cur.unlock_epochs!r} must be strictly increasing"
@@ -363,33 +430,14 @@ def validate(config: Config) -> Config:
                     f"curriculum.unlock_epochs: {len(cur.unlock_epochs)} epochs listed, but "
                     f"{needed} unlocks are needed to go from {cur.start_channels} to {max_ch}"
                 )
-    if config.loss.neighbor_weight > 0 and config.data.neighbors == 0:
-        raise ConfigError(
-            f"loss.neighbor_weight: {config.loss.neighbor_weight} needs neighbour pairs; "
-            "set data.neighbors (e.g. 20)"
-        )
-    if config.data.neighbors > 0 and config.loss.neighbor_weight == 0:
-        raise ConfigError(
-            f"data.neighbors: {config.data.neighbors} pairs images for loss.neighbor_weight, which is 0"
-        )
+    _check_views(config)
     if config.training.lr_final > config.training.learning_rate:
         raise ConfigError(
             f"training.lr_final: {config.training.lr_final} exceeds training.learning_rate "
             f"({config.training.learning_rate})"
         )
-    if config.training.lr_schedule == "constant" and config.training.lr_final > 0:
-        raise ConfigError("training.lr_final: only used by lr_schedule 'cosine'")
     t = config.training
     refresh = config.data.neighbor_refresh_epoch
-    if refresh > 0 and config.data.neighbors == 0:
-        raise ConfigError(
-            f"data.neighbor_refresh_epoch: {refresh} refreshes neighbour pairs, "
-            "but data.neighbors is 0"
-        )
-    if config.data.neighbor_mutual and config.data.neighbors == 0:
-        raise ConfigError(
-            "data.neighbor_mutual: true filters neighbour pairs, but data.neighbors is 0"
-        )
     if refresh >= t.epochs:
         raise ConfigError(
             f"data.neighbor_refresh_epoch: {refresh} must be below training.epochs ({t.epochs})"
@@ -399,10 +447,6 @@ def validate(config: Config) -> Config:
             f"training.restart_epoch: {t.restart_epoch} must be below training.epochs ({t.epochs})"
         )
     if t.restart_learning_rate is not None:
-        if t.restart_epoch == 0:
-            raise ConfigError(
-                "training.restart_learning_rate: only used with training.restart_epoch > 0"
-            )
         if t.lr_final > t.restart_learning_rate:
             raise ConfigError(
                 f"training.lr_final: {t.lr_final} exceeds training.restart_learning_rate "
@@ -411,9 +455,31 @@ def validate(config: Config) -> Config:
     return config
 
 
+def _check_views(config: Config) -> None:
+    """Neighbour pairs are drawn exactly when an objective that is on reads them."""
+    readers = [
+        f"loss.{name}.weight"
+        for name, cls in OBJECTIVES.items()
+        if "neighbor" in cls.views and getattr(config.loss, name).weight != 0
+    ]
+    if readers and config.data.neighbors == 0:
+        raise ConfigError(
+            f"{readers[0]}: {_lookup(config, readers[0])} needs neighbour pairs; "
+            "set data.neighbors (e.g. 20)"
+        )
+    if config.data.neighbors > 0 and not readers:
+        needs = [f"loss.{n}.weight" for n, c in OBJECTIVES.items() if "neighbor" in c.views]
+        raise ConfigError(
+            f"data.neighbors: {config.data.neighbors} pairs images for "
+            f"{' or '.join(needs) or 'an objective that reads them'}, which is 0"
+        )
+
+
 def from_dict(data: dict) -> Config:
     """Parses and validates a config mapping; missing keys take their defaults."""
-    return validate(_parse_section("", data, Config))
+    config = _parse_section("", data, Config)
+    check_switched_off(config)
+    return validate(config)
 
 
 def to_dict(config: Config) -> dict:
@@ -448,6 +514,7 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
         node, ref = data, defaults
         for i, part in enumerate(parts):
             path = ".".join(parts[: i + 1])
+            _check_not_moved(path)
             if not isinstance(ref, dict) or part not in ref:
                 allowed = ", ".join(ref) if isinstance(ref, dict) else "none (not a section)"
                 raise ConfigError(f"{path}: unknown key (allowed: {allowed})")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.tiny import tiny_model as build_tiny_model
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The real MNIST test split (IDX files), shared by the projects on this machine.
 MNIST10K_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist-10k"
@@ -18,3 +20,9 @@ def mnist10k_dir() -> Path:
     if not all((MNIST10K_DIR / name).is_file() for name in needed):
         pytest.skip(f"real MNIST not found at {MNIST10K_DIR} (needs {', '.join(needed)})")
     return MNIST10K_DIR
+
+
+@pytest.fixture
+def tiny_model():
+    """Builds the shared tiny `MixtureVAE`: `tiny_model(image_shape, model={...}, loss={...})`."""
+    return build_tiny_model

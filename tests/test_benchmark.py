@@ -79,7 +79,7 @@ def test_flop_counter_matches_hand_computation(bench):
 
 def test_flop_counter_follows_neighbour_views_and_elbo_subbatch(bench):
     model = _tiny_model()
-    model.elbo_subbatch = 2
+    model.elbo.subbatch = 2
     model.set_active_channels([0, 1, 2])
     x = _images(8)
     counts = bench.count_step_flops(model, {"x": x, "neighbor": _images(8, seed=1)})

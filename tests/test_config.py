@@ -117,14 +117,6 @@ MALFORMED = [
         {"model": {"num_channels": 3}, "curriculum": {"enabled": True, "unlock_epochs": [2, 2]}},
         "curriculum.unlock_epochs",
     ),
-    (
-        "unlock-epochs-with-plateau",
-        {
-            "model": {"num_channels": 3},
-            "curriculum": {"enabled": True, "schedule": "plateau", "unlock_epochs": [1, 2]},
-        },
-        "curriculum.unlock_epochs",
-    ),
     ("nan-learning-rate", {"training": {"learning_rate": float("nan")}}, "training.learning_rate"),
 ]
 
@@ -312,29 +304,67 @@ def test_config_round_trips_through_save(tmp_path):
     assert again.training.epochs == 5
 
 
-@pytest.mark.parametrize(
-    "decoder, message",
-    [
-        (
-            {"head": "bernoulli", "nll_beta": 0.5},
-            "model.decoder.nll_beta: 0.5 is only used by the heteroscedastic head",
-        ),
-        (
-            {"head": "gaussian", "sigma_max": 0.3},
-            "model.decoder.sigma_max: 0.3 is only used by the heteroscedastic",
-        ),
-        (
-            {"head": "heteroscedastic", "fixed_sigma": 0.2},
-            "model.decoder.fixed_sigma: 0.2 is only used by the gaussian",
-        ),
-    ],
-)
-def test_a_head_setting_the_chosen_head_does_not_use_is_rejected(decoder, message):
-    with pytest.raises(ConfigError, match=message):
-        config_lib.from_dict({"model": {"decoder": decoder}})
-    # The same head with that key at its default is fine.
-    head_only = {"head": decoder["head"]}
-    assert (
-        config_lib.from_dict({"model": {"decoder": head_only}}).model.decoder.head
-        == decoder["head"]
+# "--set overrides, the last one a key away from its default" -> the switch that is off.
+SWITCHED_OFF = {
+    "model.decoder.head=bernoulli model.decoder.nll_beta=0.5": "model.decoder.head",
+    "model.decoder.head=gaussian model.decoder.sigma_max=0.3": "model.decoder.head",
+    "model.decoder.fixed_sigma=0.2": "model.decoder.head",
+    "model.decoder.conditioning=none model.decoder.embedding_dim=8": "model.decoder.conditioning",
+    "loss.self_label.threshold=0.5": "loss.self_label.weight",
+    "loss.self_label.start_epoch=3": "loss.self_label.weight",
+    "loss.usage_entropy.weight=0 loss.usage_entropy.start_epoch=2": "loss.usage_entropy.weight",
+    "loss.augment.rotation=5": "loss.self_label.weight, loss.neighbor.weight are 0",
+    "curriculum.start_channels=2": "curriculum.enabled",
+    "curriculum.schedule=plateau": "curriculum.enabled",
+    "curriculum.enabled=true curriculum.patience=4": "curriculum.schedule",
+    "curriculum.enabled=true curriculum.schedule=plateau curriculum.unlock_every=2": (
+        "curriculum.schedule"
+    ),
+    "curriculum.enabled=true curriculum.split_noise=0.1": "curriculum.unlock_init",
+    "curriculum.enabled=true curriculum.schedule=plateau curriculum.unlock_epochs=[1,2]": (
+        "curriculum.schedule"
+    ),
+    "training.early_stopping.patience=3": "training.early_stopping.enabled",
+    "output.tensorboard=false output.image_every=2": "output.tensorboard",
+    "data.neighbor_mutual=true": "data.neighbors",
+    "training.lr_final=1e-4": "training.lr_schedule",
+    "training.restart_learning_rate=1e-4": "training.restart_epoch",
+}
+
+
+@pytest.mark.parametrize("sets, switch", SWITCHED_OFF.items(), ids=list(SWITCHED_OFF))
+def test_a_value_in_a_switched_off_part_is_rejected_naming_key_and_switch(sets, switch):
+    overrides = sets.split()
+    key = overrides[-1].split("=")[0]
+    with pytest.raises(ConfigError) as err:
+        config_lib.from_dict(config_lib.apply_overrides({}, overrides))
+    message = str(err.value)
+    assert message.startswith(f"{key}: ") and switch in message.split("only used when")[1]
+    assert "\n" not in message
+
+
+def test_switched_off_keys_at_their_defaults_are_fine():
+    config_lib.from_dict(
+        {
+            "model": {"decoder": {"head": "bernoulli", "nll_beta": 0.0, "conditioning": "none"}},
+            "loss": {"self_label": {"weight": 0.0, "threshold": 0.9}, "augment": {"shift": 0.1}},
+            "curriculum": {"enabled": False, "patience": 2},
+            "output": {"tensorboard": False, "image_every": 5},
+        }
     )
+    # Switched on, the same keys are used and accepted.
+    cfg = config_lib.from_dict(
+        {
+            "loss": {"self_label": {"weight": 1.0, "threshold": 0.5}, "augment": {"rotation": 5.0}},
+            "curriculum": {"enabled": True, "schedule": "plateau", "patience": 4},
+            "training": {"early_stopping": {"enabled": True, "patience": 3}},
+        }
+    )
+    assert cfg.loss.self_label.threshold == 0.5 and cfg.curriculum.patience == 4
+
+
+def test_a_config_with_the_old_flat_loss_keys_says_where_they_went():
+    with pytest.raises(
+        ConfigError, match="loss.neighbor_weight: this key predates .* loss.neighbor.weight"
+    ):
+        config_lib.from_dict({"loss": {"neighbor_weight": 1.0}})

@@ -46,7 +46,7 @@ HELPER = textwrap.dedent(
                 "decoder": {"filters": [8, 8], "embedding_dim": 4,
                             "conditioning": conditioning},
             },
-            "loss": {"diversity_weight": -1.0},
+            "loss": {"usage_entropy": {"weight": -1.0}},
         })
         model = build_model(cfg, (12, 10, 1))
         rng = np.random.default_rng(seed)

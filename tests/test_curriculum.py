@@ -28,7 +28,7 @@ def tiny_config(**curriculum) -> config_lib.Config:
                 "encoder": {"filters": [4, 8], "dense_units": 16},
                 "decoder": {"embedding_dim": 4, "filters": [4, 4], "conditioning": "film"},
             },
-            "loss": {"diversity_weight": -1.0},
+            "loss": {"usage_entropy": {"weight": -1.0}},
             "curriculum": {"enabled": True, "start_channels": 1, **curriculum},
         }
     )

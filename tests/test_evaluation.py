@@ -18,19 +18,12 @@ from kmixvae.evaluation.metrics import (
     purity,
 )
 from kmixvae.models.factory import build_model
-
-TINY = {
-    "model": {
-        "num_channels": 3,
-        "decoder": {"filters": [8, 8]},
-        "encoder": {"filters": [8], "dense_units": 16},
-    }
-}
+from tests.helpers.tiny import TINY_MODEL
+from tests.helpers.tiny import tiny_model as shared_tiny_model
 
 
 def tiny_model(**overrides):
-    cfg = {"model": {**TINY["model"], **overrides}}
-    return build_model(from_dict(cfg), (28, 28, 1))
+    return shared_tiny_model(model=overrides)
 
 
 # iwae_samples = num_channels below: the IWAE decodes then have the shape of the
@@ -185,9 +178,7 @@ def test_format_report_and_json(evaluated, tmp_path):
 def test_evaluate_real_mnist(mnist10k_dir):
     from kmixvae.data import load_split
 
-    config = from_dict(
-        {"data": {"source": "idx", "dir": str(mnist10k_dir)}, "model": TINY["model"]}
-    )
+    config = from_dict({"data": {"source": "idx", "dir": str(mnist10k_dir)}, "model": TINY_MODEL})
     images, labels = load_split(config.data, "test[:500]")
     model = build_model(config, images.shape[1:])
     m = evaluate_model(model, images, labels, batch_size=250, iwae_samples=3)

@@ -7,8 +7,6 @@ import struct
 import numpy as np
 import pytest
 
-from kmixvae.config import from_dict
-from kmixvae.models.factory import build_model
 from kmixvae.viz.figures import (
     collect_latents,
     load_history,
@@ -16,12 +14,8 @@ from kmixvae.viz.figures import (
     pca_2d,
     plot_training_curves,
 )
+from tests.helpers.tiny import tiny_model
 
-TINY = {
-    "num_channels": 3,
-    "decoder": {"filters": [8, 8]},
-    "encoder": {"filters": [8], "dense_units": 16},
-}
 EXPECTED = [
     "mixture/channel_latents_grid.png",
     "core/latent_spaces.png",
@@ -56,7 +50,7 @@ def synthetic(n=64, seed=0):
 
 @pytest.mark.parametrize("latent_dim", [2, 3])
 def test_make_all_figures(tmp_path, latent_dim):
-    model = build_model(from_dict({"model": {**TINY, "latent": {"dim": latent_dim}}}), (28, 28, 1))
+    model = tiny_model(model={"latent": {"dim": latent_dim}})
     model.set_active_channels([0, 2])  # a locked channel in the middle
     images, labels = synthetic()
     paths = make_all_figures(
@@ -72,7 +66,7 @@ def test_make_all_figures(tmp_path, latent_dim):
 
 
 def test_collect_latents_caps_points():
-    model = build_model(from_dict({"model": TINY}), (28, 28, 1))
+    model = tiny_model()
     images, labels = synthetic(50)
     s = collect_latents(model, images, labels, max_points=20, batch_size=16)
     assert s.points.shape == (20, 2) and len(s.index) == 20

@@ -18,24 +18,13 @@ from kmixvae.layers.output_heads import (
     HeteroscedasticGaussian,
     depth_to_space,
 )
+from tests.helpers.layers import roundtrip, run_layer_test
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def np_(t):
     return np.asarray(ops.convert_to_numpy(t))
-
-
-def roundtrip(layer):
-    """get_config -> from_config and serialize -> deserialize keep the config."""
-    config = layer.get_config()
-    clone = type(layer).from_config(config)
-    assert type(clone) is type(layer)
-    assert clone.get_config() == config
-    revived = keras.layers.deserialize(keras.layers.serialize(layer))
-    assert type(revived) is type(layer)
-    assert revived.get_config() == config
-    return revived
 
 
 # ---------------------------------------------------------------------------
@@ -167,9 +156,7 @@ def test_film_identity_at_init_then_modulates():
     h = rng.normal(size=(3, 4, 5, 6)).astype("float32")
     e = rng.normal(size=(3, 7)).astype("float32")
     film = FiLM(name="film")
-    y = np_(film(h, e))
-    assert y.shape == h.shape
-    assert film.compute_output_shape(h.shape, e.shape) == h.shape
+    y = run_layer_test(film, (h, e), h.shape)
     np.testing.assert_array_equal(y, h)
 
     kernel = rng.normal(size=(7, 12)).astype("float32")
@@ -186,10 +173,8 @@ def test_film_identity_at_init_then_modulates():
 
 def test_film_on_flat_features_and_roundtrip():
     film = FiLM(name="film_x")
-    h = np.ones((2, 5), "float32")
-    assert np_(film(h, np.ones((2, 3), "float32"))).shape == (2, 5)
-    revived = roundtrip(film)
-    assert revived.name == "film_x"
+    run_layer_test(film, (np.ones((2, 5), "float32"), np.ones((2, 3), "float32")), (2, 5))
+    assert roundtrip(film).name == "film_x"
 
 
 # ---------------------------------------------------------------------------
@@ -200,19 +185,14 @@ def test_film_on_flat_features_and_roundtrip():
 def test_channel_embedding_lookup_and_concat():
     emb = ChannelEmbedding(5, 4, name="emb")
     ch = np.array([0, 3, 3, 4], "int32")
-    e = np_(emb(ch))
-    assert e.shape == (4, 4)
-    table = np_(emb.embeddings)
-    np.testing.assert_array_equal(e, table[ch])
-    assert emb.compute_output_shape((4,)) == (4, 4)
+    e = run_layer_test(emb, (ch,), (4, 4))
+    np.testing.assert_array_equal(e, np_(emb.embeddings)[ch])
 
     cat = ChannelEmbedding(5, 4, concatenate=True)
     z = np.arange(8, dtype="float32").reshape(4, 2)
-    zc = np_(cat(ch, z))
-    assert zc.shape == (4, 6)
+    zc = run_layer_test(cat, (ch, z), (4, 6))
     np.testing.assert_array_equal(zc[:, :2], z)
     np.testing.assert_array_equal(zc[:, 2:], np_(cat.embeddings)[ch])
-    assert cat.compute_output_shape((4,), (4, 2)) == (4, 6)
     with pytest.raises(ValueError, match="z"):
         cat(ch)
 
@@ -264,11 +244,9 @@ def test_head_roundtrip_and_shapes(head):
     for key in ("image_channels", "kernel_size", "upscale"):
         assert getattr(revived, key) == getattr(head, key)
     feats = np.random.default_rng(0).normal(size=(2, 5, 3, 4)).astype("float32")
-    params = np_(head(feats))
     s = head.upscale
     want = (2, 5 * s, 3 * s, head.params_per_channel * head.image_channels)
-    assert params.shape == want
-    assert head.compute_output_shape(feats.shape) == want
+    params = run_layer_test(head, (feats,), want)
     mean = np_(head.mean(params))
     assert mean.shape == (2, 5 * s, 3 * s, head.image_channels)
     assert np.all((mean >= 0) & (mean <= 1))

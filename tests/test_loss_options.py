@@ -1,5 +1,5 @@
 """The clustering-design options: neighbour pairs, detached ELBO, sub-batch ELBO,
-delayed decoding, self-labelling, IIC."""
+delayed decoding, self-labelling, and the objectives as parts."""
 
 from __future__ import annotations
 
@@ -12,14 +12,11 @@ from kmixvae.config import from_dict
 from kmixvae.data.neighbors import pixel_neighbors
 from kmixvae.data.pipeline import make_neighbor_dataset
 from kmixvae.errors import ConfigError
-from kmixvae.models.factory import build_model
-from kmixvae.models.mixture_vae import _self_label_loss
+from kmixvae.objectives.self_labelling import self_label_loss
+from tests.helpers.tiny import tiny_model
 
-TINY = {
-    "num_channels": 3,
-    "encoder": {"filters": [8], "dense_units": 16, "batch_norm": True, "batch_norm_momentum": 0.9},
-    "decoder": {"filters": [8, 8], "embedding_dim": 4},
-}
+# The shared tiny model with a batch-normalised encoder (as in configs/film_het.json).
+BATCH_NORM = {"encoder": {"batch_norm": True, "batch_norm_momentum": 0.9}}
 
 
 def _images(n=48, seed=0):
@@ -32,8 +29,7 @@ def _images(n=48, seed=0):
 
 
 def _model(**loss):
-    cfg = from_dict({"model": TINY, "loss": {"diversity_weight": 0.0, **loss}})
-    model = build_model(cfg, (28, 28, 1))
+    model = tiny_model(model=BATCH_NORM, loss={"usage_entropy": {"weight": 0.0}, **loss})
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     return model
 
@@ -78,9 +74,9 @@ def test_neighbor_dataset_pairs_each_image_with_one_of_its_neighbours():
 
 
 def test_detached_elbo_trains_only_the_channel_vaes():
-    """elbo_assignment_gradient=false: the ELBO moves decoder and latent heads, never q(c|x) or the trunk."""
+    """elbo.assignment_gradient=false: the ELBO moves decoder and latent heads, never q(c|x) or the trunk."""
     x, _ = _images()
-    model = _model(elbo_assignment_gradient=False)
+    model = _model(elbo={"assignment_gradient": False})
     before = _snapshot(model)
     model.fit(x, batch_size=16, epochs=1, verbose=0, shuffle=False)
     after = _snapshot(model)
@@ -100,20 +96,20 @@ def test_exact_elbo_trains_the_channel_posterior_too():
 
 def test_decoding_off_leaves_the_decoder_untouched_and_zeroes_the_reconstruction():
     x, _ = _images()
-    model = _model()
-    model.set_decode_in_training(False)
+    model = _model(elbo={"start_epoch": 1})
+    model.start_epoch(0)
     before = _snapshot(model)
     history = model.fit(x, batch_size=16, epochs=1, verbose=0, shuffle=False).history
     np.testing.assert_array_equal(before["decoder"], _snapshot(model)["decoder"])
     assert history["recon"][0] == 0.0
-    model.set_decode_in_training(True)
+    model.start_epoch(1)
     history = model.fit(x, batch_size=16, epochs=1, verbose=0, shuffle=False).history
     assert history["recon"][0] != 0.0
 
 
 def test_elbo_subbatch_decodes_only_the_first_images():
     x, _ = _images(16)
-    model = _model(elbo_subbatch=4)
+    model = _model(elbo={"subbatch": 4})
     terms = model(ops.convert_to_tensor(x), training=True)
     assert tuple(terms["nll"].shape) == (4, 3) and tuple(terms["q"].shape) == (16, 3)
     terms = model(ops.convert_to_tensor(x), training=False)
@@ -123,18 +119,15 @@ def test_elbo_subbatch_decodes_only_the_first_images():
 def test_neighbour_term_trains_from_pairs_and_is_logged():
     x, _ = _images()
     nbr = pixel_neighbors(x, 3)
-    cfg = from_dict(
-        {
-            "model": TINY,
-            "data": {"neighbors": 3},
-            "loss": {
-                "diversity_weight": -1.0,
-                "neighbor_weight": 1.0,
-                "elbo_assignment_gradient": False,
-            },
-        }
+    model = tiny_model(
+        model=BATCH_NORM,
+        data={"neighbors": 3},
+        loss={
+            "usage_entropy": {"weight": -1.0},
+            "neighbor": {"weight": 1.0},
+            "elbo": {"assignment_gradient": False},
+        },
     )
-    model = build_model(cfg, (28, 28, 1))
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     ds = make_neighbor_dataset(x, nbr, 16, seed=0)
     history = model.fit(ds, epochs=3, verbose=0).history
@@ -149,7 +142,7 @@ def test_self_label_loss_against_numpy():
     q_aug = np.array(
         [[0.7, 0.2, 0.1], [0.3, 0.3, 0.4], [0.2, 0.6, 0.2], [0.5, 0.25, 0.25]], "float32"
     )
-    loss, share = _self_label_loss(ops.convert_to_tensor(q), ops.convert_to_tensor(q_aug), 0.9)
+    loss, share = self_label_loss(ops.convert_to_tensor(q), ops.convert_to_tensor(q_aug), 0.9)
     # Confident: rows 0, 3 (class 0, count 2) and 2 (class 1, count 1).
     w = np.array([0.5, 0.0, 1.0, 0.5])
     w = w / w.sum() * 3
@@ -159,28 +152,21 @@ def test_self_label_loss_against_numpy():
     assert float(ops.convert_to_numpy(share)) == pytest.approx(0.75)
 
 
-def test_self_labelling_starts_when_switched_on():
+def test_self_labelling_starts_at_its_start_epoch():
     x, _ = _images()
-    model = _model(self_label_weight=1.0, self_label_threshold=0.0)
+    model = _model(self_label={"weight": 1.0, "threshold": 0.0, "start_epoch": 1})
     history = model.fit(x, batch_size=16, epochs=1, verbose=0).history
     assert history["self_label_share"][0] == 0.0
-    model.set_self_labelling(True)
+    model.start_epoch(1)
     history = model.fit(x, batch_size=16, epochs=1, verbose=0).history
     assert history["self_label_share"][0] == pytest.approx(1.0)
-
-
-def test_iic_term_is_logged_and_finite():
-    x, _ = _images()
-    model = _model(iic_weight=1.0)
-    history = model.fit(x, batch_size=16, epochs=1, verbose=0).history
-    assert np.isfinite(history["iic_mi"][0]) and history["iic_mi"][0] >= 0.0
 
 
 @pytest.mark.parametrize(
     "loss, data, message",
     [
-        ({"neighbor_weight": 1.0}, {}, "loss.neighbor_weight: 1.0 needs neighbour pairs"),
-        ({}, {"neighbors": 5}, "data.neighbors: 5 pairs images"),
+        ({"neighbor": {"weight": 1.0}}, {}, "loss.neighbor.weight: 1.0 needs neighbour pairs"),
+        ({}, {"neighbors": 5}, "data.neighbors: 5 pairs images for loss.neighbor.weight"),
     ],
 )
 def test_neighbour_options_must_come_together(loss, data, message):
@@ -190,23 +176,28 @@ def test_neighbour_options_must_come_together(loss, data, message):
 
 def test_the_options_survive_saving(tmp_path):
     x, _ = _images(8)
-    model = _model(self_label_weight=0.5, elbo_assignment_gradient=False, elbo_subbatch=4)
+    model = _model(
+        self_label={"weight": 0.5, "start_epoch": 3},
+        elbo={"assignment_gradient": False, "subbatch": 4},
+        augment={"rotation": 5.0},
+    )
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
     info = loaded.describe()
-    assert info["self_label_weight"] == 0.5 and info["elbo_assignment_gradient"] is False
-    assert loaded.elbo_subbatch == 4 and loaded.encoder.batch_norm_momentum == 0.9
+    assert info["objectives"] == {"self_label": {"weight": 0.5, "start_epoch": 3, "threshold": 0.9}}
+    assert info["elbo"]["assignment_gradient"] is False and info["augmentation"]["rotation"] == 5.0
+    assert loaded.elbo.subbatch == 4 and loaded.encoder.batch_norm_momentum == 0.9
     np.testing.assert_allclose(loaded.encode(x)["q"], model.encode(x)["q"], atol=1e-6)
 
 
 def test_epoch_switches_turn_their_term_on_at_the_given_epoch():
-    from kmixvae.training.callbacks import ElboStart, SelfLabelStart
+    from kmixvae.training.callbacks import TermSchedule
 
     x, _ = _images()
-    model = _model(self_label_weight=1.0, self_label_threshold=0.0)
-    history = model.fit(
-        x, batch_size=16, epochs=3, verbose=0, callbacks=[ElboStart(1), SelfLabelStart(2)]
-    ).history
+    model = _model(
+        elbo={"start_epoch": 1}, self_label={"weight": 1.0, "threshold": 0.0, "start_epoch": 2}
+    )
+    history = model.fit(x, batch_size=16, epochs=3, verbose=0, callbacks=[TermSchedule()]).history
     assert history["recon"][0] == 0.0 and history["recon"][1] != 0.0
     assert history["self_label_share"][:2] == [0.0, 0.0] and history["self_label_share"][2] > 0.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import zipfile
 
 import keras
@@ -15,20 +14,19 @@ from kmixvae.errors import ConfigError, ModelFileError
 from kmixvae.layers.channel_embedding import ChannelEmbedding
 from kmixvae.layers.film import FiLM
 from kmixvae.layers.output_heads import Bernoulli, Gaussian, HeteroscedasticGaussian
+from kmixvae.models.decoder import Decoder
+from kmixvae.models.encoder import Encoder
 from kmixvae.models.factory import build_model
 from kmixvae.models.mixture_vae import MixtureVAE
 from kmixvae.training.fit import load_model_file
+from kmixvae.utils.keras_adapter import sublayers
+from tests.helpers.tiny import tiny_config_dict
 
 
 def tiny_dict(**model_overrides):
-    d = {
-        "model": {
-            "num_channels": 3,
-            "encoder": {"filters": [8], "dense_units": 16},
-            "decoder": {"filters": [8, 8], "embedding_dim": 4},
-        },
-        "loss": {"diversity_weight": -1.0},
-    }
+    d = tiny_config_dict(
+        {"decoder": {"embedding_dim": 4}}, loss={"usage_entropy": {"weight": -1.0}}
+    )
     for key, value in model_overrides.items():
         section, _, name = key.partition("__")
         if name:
@@ -60,7 +58,7 @@ def test_film_conditioning_builds_film_layers():
     info = model.describe()
     assert info["decoder_conditioning"] == "film"
     assert info["film_layers"] == 2  # after the dense layer and after the one block
-    films = [layer for layer in model.decoder._flatten_layers() if isinstance(layer, FiLM)]
+    films = [layer for layer in sublayers(model.decoder) if isinstance(layer, FiLM)]
     assert len(films) == 2 and all(f.built for f in films)
     assert isinstance(model.decoder.embedding, ChannelEmbedding)
     assert model.decoder.embedding.concatenate is False
@@ -73,20 +71,20 @@ def test_concat_conditioning_builds_no_film():
     info = model.describe()
     assert info["decoder_conditioning"] == "concat"
     assert info["film_layers"] == 0
-    assert not any(isinstance(la, FiLM) for la in model.decoder._flatten_layers())
+    assert not any(isinstance(la, FiLM) for la in sublayers(model.decoder))
     assert isinstance(model.decoder.embedding, ChannelEmbedding)
     assert model.decoder.embedding.concatenate is True
     assert model.decoder.project.kernel.shape[0] == model.latent_dim + 4
 
 
 def test_none_conditioning_builds_no_embedding():
-    model = build_model(tiny_config(decoder__conditioning="none"), (8, 8, 1))
+    data = tiny_dict(decoder__conditioning="none")
+    del data["model"]["decoder"]["embedding_dim"]  # unused without conditioning: an error if set
+    model = build_model(from_dict(data), (8, 8, 1))
     info = model.describe()
     assert info["film_layers"] == 0 and info["embedding_dim"] == 0
     assert model.decoder.embedding is None
-    assert not any(
-        isinstance(la, (FiLM, ChannelEmbedding)) for la in model.decoder._flatten_layers()
-    )
+    assert not any(isinstance(la, (FiLM, ChannelEmbedding)) for la in sublayers(model.decoder))
     # The decoder ignores the channel.
     z = np.zeros((2, 2), "float32")
     a = model.decode(z, [0, 0])["mean"]
@@ -129,16 +127,11 @@ def test_invalid_choices_raise_config_error():
         from_dict(tiny_dict(decoder__head="laplace"))
     with pytest.raises(ConfigError, match="bogus"):
         from_dict(tiny_dict(decoder__bogus=1))
-    # The factory itself rejects values that bypassed config validation.
-    for section, key, bad in (
-        ("decoder", "conditioning", "filmm"),
-        ("decoder", "head", "laplace"),
-        ("latent", "layout", "central"),
-    ):
-        cfg = copy.deepcopy(tiny_config())
-        setattr(getattr(cfg.model, section), key, bad)
-        with pytest.raises(ConfigError, match=f"model.{section}.{key}"):
-            build_model(cfg, (8, 8, 1))
+    # The layers check the same choice sets (kmixvae.choices) when built directly.
+    with pytest.raises(ValueError, match="concat, film, none"):
+        Decoder((8, 8, 1), 2, 3, conditioning="filmm", embedding_dim=4, filters=[8], head=None)
+    with pytest.raises(ValueError, match="decentralized, shared"):
+        Encoder(num_channels=3, latent_dim=2, layout="central")
 
 
 @pytest.mark.parametrize("block", ["subpixel", "upsample"])
@@ -184,9 +177,9 @@ def test_any_image_shape_works(shape, upscale, block):
 
 def test_loss_terms_add_up():
     model = build_model(tiny_config(), (8, 8, 1))
-    model.confidence_weight = 0.3
     x = images(4)
-    terms = {k: np_(v) for k, v in model(x).items()}
+    terms = {k: np_(v) for k, v in model(x).items() if k != "views"}
+    terms["views"] = {"x": terms["q"]}
     parts = {k: np_(v) for k, v in model.loss_terms(terms).items()}
 
     q, q_a = terms["q"], terms["q_active"]
@@ -197,7 +190,7 @@ def test_loss_terms_add_up():
     p_bar = q.mean(0)
     usage_entropy = -(p_bar * np.log(p_bar)).sum()
     conf = -(q_a * np.log(q_a)).sum(-1).mean()
-    want_loss = (recon + kl_z + kl_c).mean() - 1.0 * usage_entropy + 0.3 * conf
+    want_loss = (recon + kl_z + kl_c).mean() - 1.0 * usage_entropy
 
     np.testing.assert_allclose(parts["loss"], want_loss, rtol=1e-5)
     np.testing.assert_allclose(parts["recon"], recon.mean(), rtol=1e-5)
@@ -210,10 +203,10 @@ def test_loss_terms_add_up():
     )
     np.testing.assert_allclose(parts["usage"], p_bar, rtol=1e-6)
 
-    # kl_weight scales both KL terms.
-    model.kl_weight.assign(0.0)
+    # elbo.weight scales the whole ELBO, not the objectives.
+    model.elbo.weight = 0.0
     parts0 = np_(model.loss_terms(terms)["loss"])
-    np.testing.assert_allclose(parts0, recon.mean() - usage_entropy + 0.3 * conf, rtol=1e-5)
+    np.testing.assert_allclose(parts0, -usage_entropy, rtol=1e-5)
 
 
 def test_per_image_terms_match_encoder_prior_and_decoder():
@@ -221,7 +214,7 @@ def test_per_image_terms_match_encoder_prior_and_decoder():
     # Nearly deterministic posterior: z ~= mu, so the NLL can be recomputed.
     model.encoder.log_var_head.bias.assign(np.full((6,), -30.0, "float32"))
     x = images(4)
-    terms = {k: np_(v) for k, v in model(x).items()}
+    terms = {k: np_(v) for k, v in model(x).items() if k != "views"}
     logits, mu, log_var = (np_(t) for t in model.encoder(x))
     q = np.exp(logits - logits.max(-1, keepdims=True))
     q /= q.sum(-1, keepdims=True)
@@ -406,7 +399,7 @@ def test_get_config_roundtrip_keeps_structure():
     clone = MixtureVAE.from_config(model.get_config())
     assert clone.active_channels == (1,)
     assert clone.decoder.conditioning == "concat"
-    assert clone.diversity_weight == -1.0
+    assert [(o.section, o.weight) for o in clone.objectives] == [("usage_entropy", -1.0)]
     assert type(clone.decoder.head) is HeteroscedasticGaussian
 
 

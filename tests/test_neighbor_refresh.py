@@ -11,9 +11,8 @@ from kmixvae.config import from_dict
 from kmixvae.data.neighbors import cosine_neighbors, mutual_neighbors, pixel_neighbors
 from kmixvae.data.pipeline import make_neighbor_dataset
 from kmixvae.errors import ConfigError
-from kmixvae.models.factory import build_model
 from kmixvae.training.callbacks import NeighborRefresh
-from tests.test_loss_options import TINY
+from tests.helpers.tiny import tiny_model
 
 
 def _images(n=24, seed=0):
@@ -54,8 +53,7 @@ def test_neighbour_dataset_follows_its_variable():
 
 
 def _model():
-    cfg = from_dict({"model": TINY, "loss": {"diversity_weight": 0.0}})
-    model = build_model(cfg, (28, 28, 1))
+    model = tiny_model(loss={"usage_entropy": {"weight": 0.0}})
     model.compile(optimizer=keras.optimizers.SGD(0.01))
     return model
 
@@ -99,10 +97,14 @@ def test_refresh_uses_the_encoder_features_and_saves_them(tmp_path):
 @pytest.mark.parametrize(
     "data, loss, message",
     [
-        ({"neighbor_refresh_epoch": 2}, {}, "data.neighbor_refresh_epoch: 2 refreshes neighbour"),
+        (
+            {"neighbor_refresh_epoch": 2},
+            {},
+            "data.neighbor_refresh_epoch: 2 is set, but it is only used when data.neighbors",
+        ),
         (
             {"neighbors": 5, "neighbor_refresh_epoch": 9},
-            {"neighbor_weight": 1.0},
+            {"neighbor": {"weight": 1.0}},
             "data.neighbor_refresh_epoch: 9 must be below training.epochs",
         ),
     ],

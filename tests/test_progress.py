@@ -84,10 +84,9 @@ def test_fit_history_has_no_validation_values_for_training_only_terms(tmp_path):
         "training.epochs=1",
         "curriculum.enabled=false",
         "data.neighbors=5",
-        "loss.neighbor_weight=1.0",
-        "loss.self_label_weight=1.0",
+        "loss.neighbor.weight=1.0",
+        "loss.self_label.weight=1.0",
         "output.report=false",
-        "output.tensorboard=false",
     )
     _, out, _ = run_cli("fit", "--config", SMOKE, "--data-dir", data, "--run-dir", run, *sets)
     row = read_history(run / "history.csv")[0]

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmixvae.config import from_dict
-from kmixvae.models.factory import build_model
 from kmixvae.viz.projector import export_projector
 from kmixvae.viz.tensorboard_images import write_image_summaries, write_scalars
+from tests.helpers.tiny import tiny_model as shared_tiny_model
 
 N_IMAGES = 50
 K, D, E = 3, 2, 32  # channels, latent dim (default), embedding dim (default)
@@ -31,16 +30,7 @@ TENSORS = {
 
 
 def tiny_model(conditioning: str = "film"):
-    config = from_dict(
-        {
-            "model": {
-                "num_channels": K,
-                "decoder": {"filters": [8, 8], "conditioning": conditioning},
-                "encoder": {"filters": [8], "dense_units": 16},
-            }
-        }
-    )
-    return build_model(config, (28, 28, 1))
+    return shared_tiny_model(model={"num_channels": K, "decoder": {"conditioning": conditioning}})
 
 
 @pytest.fixture(scope="module")

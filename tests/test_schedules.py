@@ -8,18 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from kmixvae.config import from_dict
 from kmixvae.errors import ConfigError
 from kmixvae.models.factory import build_model
+from kmixvae.models.learning_rate_schedule import PhasedLearningRate
 from kmixvae.training.callbacks import LearningRateLogger, OptimizerRestart
 from kmixvae.training.fit import make_optimizer
-from kmixvae.training.schedules import PhasedLearningRate
-
-TINY = {
-    "num_channels": 3,
-    "encoder": {"filters": [8], "dense_units": 16},
-    "decoder": {"filters": [8, 8], "embedding_dim": 4},
-}
+from tests.helpers.tiny import tiny_config
 
 
 def _lr(schedule, step):
@@ -40,12 +34,9 @@ def test_phased_learning_rate_values():
 
 
 def _config(**training):
-    return from_dict(
-        {
-            "model": TINY,
-            "loss": {"diversity_weight": 0.0},
-            "training": {"epochs": 3, "learning_rate": 0.01, "lr_schedule": "cosine", **training},
-        }
+    return tiny_config(
+        loss={"usage_entropy": {"weight": 0.0}},
+        training={"epochs": 3, "learning_rate": 0.01, "lr_schedule": "cosine", **training},
     )
 
 
@@ -130,7 +121,11 @@ def test_resumed_run_keeps_its_restarted_optimizer(tmp_path):
     "training, message",
     [
         ({"restart_epoch": 3}, "training.restart_epoch: 3 must be below training.epochs"),
-        ({"restart_learning_rate": 0.1}, "training.restart_learning_rate: only used with"),
+        (
+            {"restart_learning_rate": 0.1},
+            "training.restart_learning_rate: 0.1 is set, but it is only used when "
+            "training.restart_epoch",
+        ),
         (
             {"restart_epoch": 1, "restart_learning_rate": 1e-4, "lr_final": 1e-3},
             "training.lr_final: 0.001 exceeds training.restart_learning_rate",

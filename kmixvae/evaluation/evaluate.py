@@ -34,6 +34,7 @@ from kmixvae.evaluation.metrics import (
     purity,
 )
 from kmixvae.utils.files import atomic_write_text
+from kmixvae.utils.images import as_float_images
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -43,14 +44,6 @@ IWAE_ESTIMATOR = (
     "log w = log p(c) + log p(z|c) + log p(x|z,c) - log q(c|x) - log q(z|x,c); "
     "log p(x) >= E[logsumexp(log w) - log k]"
 )
-
-
-def as_float_images(x: np.ndarray) -> np.ndarray:
-    """uint8 pixels 0-255 -> float32 in [0, 1]; float arrays are only cast."""
-    x = np.asarray(x)
-    if x.dtype == np.uint8:
-        return x.astype("float32") / 255.0
-    return x.astype("float32", copy=False)
 
 
 def _check_inputs(images, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -368,7 +361,6 @@ def write_metrics_json(metrics: dict, path: str | Path) -> Path:
 
 __all__ = [
     "IWAE_ESTIMATOR",
-    "as_float_images",
     "evaluate_model",
     "format_report",
     "iwae_log_px",

@@ -7,6 +7,8 @@ import math
 import keras
 from keras import ops
 
+from kmixvae.choices import PRIOR_MODES
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -47,8 +49,10 @@ class MixturePrior(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         for key, value in (("pi", pi), ("means", means), ("scales", scales)):
-            if value not in ("fixed", "learnable"):
-                raise ValueError(f"MixturePrior {key}: {value!r} is not one of fixed, learnable")
+            if value not in PRIOR_MODES:
+                raise ValueError(
+                    f"MixturePrior {key}: {value!r} is not one of {', '.join(PRIOR_MODES)}"
+                )
         self.num_channels = int(num_channels)
         self.latent_dim = int(latent_dim)
         self.pi = pi

@@ -2,7 +2,7 @@
 `keras.models.load_model("x.keras")` needs no `custom_objects`."""
 
 import kmixvae.layers  # noqa: F401  (registers the layers)
-import kmixvae.training.schedules  # noqa: F401  (registers the saved optimizer's schedule)
+import kmixvae.models.learning_rate_schedule  # noqa: F401  (registers the saved optimizer's schedule)
 from kmixvae.models.decoder import Decoder
 from kmixvae.models.encoder import Encoder
 from kmixvae.models.factory import build_model

@@ -7,12 +7,10 @@ import math
 import keras
 from keras import ops
 
+from kmixvae.choices import BLOCKS, CONDITIONINGS
 from kmixvae.layers.channel_embedding import ChannelEmbedding
 from kmixvae.layers.film import FiLM
 from kmixvae.layers.output_heads import depth_to_space
-
-CONDITIONINGS = ("concat", "film", "none")
-BLOCKS = ("subpixel", "upsample")
 
 
 @keras.saving.register_keras_serializable(package="kmixvae")

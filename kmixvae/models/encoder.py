@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from kmixvae.choices import LAYOUTS
+
 
 @keras.saving.register_keras_serializable(package="kmixvae")
 class Encoder(keras.layers.Layer):
@@ -53,8 +55,8 @@ class Encoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if layout not in ("decentralized", "shared"):
-            raise ValueError(f"Encoder layout: {layout!r} is not one of decentralized, shared")
+        if layout not in LAYOUTS:
+            raise ValueError(f"Encoder layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
         self.num_channels = int(num_channels)
         self.latent_dim = int(latent_dim)
         self.layout = layout

@@ -2,39 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from kmixvae.choices import HEADS
 from kmixvae.config import Config
-from kmixvae.errors import ConfigError
 from kmixvae.layers.mixture_prior import MixturePrior
 from kmixvae.layers.output_heads import Bernoulli, Gaussian, HeteroscedasticGaussian
 from kmixvae.models.decoder import Decoder
 from kmixvae.models.encoder import Encoder
 from kmixvae.models.mixture_vae import MixtureVAE
+from kmixvae.objectives import ElboConfig, ViewAugmentation, objectives_from_config
 
 
 def build_head(config: Config, image_channels: int):
-    """The output head named by `model.decoder.head`."""
+    """The output head named by `model.decoder.head` (one of `kmixvae.choices.HEADS`)."""
     dec = config.model.decoder
-    if dec.head == "heteroscedastic":
-        return HeteroscedasticGaussian(
-            image_channels=image_channels,
-            sigma_min=dec.sigma_min,
-            sigma_max=dec.sigma_max,
-            nll_beta=dec.nll_beta,
-            upscale=dec.head_upscale,
-            name="head",
-        )
-    if dec.head == "bernoulli":
-        return Bernoulli(image_channels=image_channels, upscale=dec.head_upscale, name="head")
-    if dec.head == "gaussian":
-        return Gaussian(
-            image_channels=image_channels,
-            sigma=dec.fixed_sigma,
-            upscale=dec.head_upscale,
-            name="head",
-        )
-    raise ConfigError(
-        f"model.decoder.head: {dec.head!r} is not one of heteroscedastic, bernoulli, gaussian"
-    )
+    common = {"image_channels": image_channels, "upscale": dec.head_upscale, "name": "head"}
+    heads = {
+        "heteroscedastic": lambda: HeteroscedasticGaussian(
+            sigma_min=dec.sigma_min, sigma_max=dec.sigma_max, nll_beta=dec.nll_beta, **common
+        ),
+        "bernoulli": lambda: Bernoulli(**common),
+        "gaussian": lambda: Gaussian(sigma=dec.fixed_sigma, **common),
+    }
+    assert set(heads) == set(HEADS), "kmixvae.choices.HEADS and build_head disagree"
+    return heads[dec.head]()
 
 
 def initial_channels(config: Config) -> list[int]:
@@ -48,18 +40,12 @@ def initial_channels(config: Config) -> list[int]:
 def build_model(config: Config, image_shape: tuple[int, int, int]) -> MixtureVAE:
     """Builds the `MixtureVAE` the config describes, for images of `image_shape`.
 
-    Every choice is mapped to its class here; anything unknown raises
-    `ConfigError` naming the key. Call `model.describe()` to see what was built.
+    Every choice is mapped to its class here (the config has checked it
+    against `kmixvae.choices`); the clustering objectives are the registered
+    ones whose `loss.<section>.weight` is not 0. Call `model.describe()` to
+    see what was built.
     """
     m = config.model
-    if m.latent.layout not in ("decentralized", "shared"):
-        raise ConfigError(
-            f"model.latent.layout: {m.latent.layout!r} is not one of decentralized, shared"
-        )
-    if m.decoder.conditioning not in ("concat", "film", "none"):
-        raise ConfigError(
-            f"model.decoder.conditioning: {m.decoder.conditioning!r} is not one of concat, film, none"
-        )
     image_shape = tuple(int(s) for s in image_shape)
     encoder = Encoder(
         num_channels=m.num_channels,
@@ -94,17 +80,9 @@ def build_model(config: Config, image_shape: tuple[int, int, int]) -> MixtureVAE
         encoder=encoder,
         decoder=decoder,
         prior=prior,
-        diversity_weight=config.loss.diversity_weight,
-        confidence_weight=config.loss.confidence_weight,
-        elbo_weight=config.loss.elbo_weight,
-        elbo_subbatch=config.loss.elbo_subbatch,
-        iic_weight=config.loss.iic_weight,
-        neighbor_weight=config.loss.neighbor_weight,
-        self_label_weight=config.loss.self_label_weight,
-        self_label_threshold=config.loss.self_label_threshold,
-        elbo_assignment_gradient=config.loss.elbo_assignment_gradient,
-        augment_rotation=config.loss.augment_rotation,
-        augment_shift=config.loss.augment_shift,
+        elbo=ElboConfig.from_dict(dataclasses.asdict(config.loss.elbo)),
+        objectives=objectives_from_config(config.loss),
+        augmentation=ViewAugmentation(config.loss.augment.rotation, config.loss.augment.shift),
         active_channels=initial_channels(config),
         seed=config.seed,
         name="mixture_vae",

@@ -1,4 +1,4 @@
-"""MixtureVAE: the mixture-of-VAEs with decentralized latents, its loss and its inference API."""
+"""MixtureVAE: the mixture-of-VAEs with decentralized latents, its exact ELBO and its inference API."""
 
 from __future__ import annotations
 
@@ -8,58 +8,18 @@ import keras
 import numpy as np
 from keras import ops
 
-from kmixvae.layers.film import FiLM
 from kmixvae.layers.mixture_prior import MixturePrior
 from kmixvae.models.decoder import Decoder
 from kmixvae.models.encoder import Encoder
+from kmixvae.objectives import ElboConfig, Objective, ViewAugmentation
+from kmixvae.objectives.usage_entropy import usage_entropy
+from kmixvae.utils.replicas import scale_for_replicas
 
+# The loss and the ELBO's parts the model logs every step (history curves, NaN checks).
+LOSS_TERMS = ("loss", "nelbo", "recon", "kl_z", "kl_c", "usage_entropy")
 
-def _iic_mutual_information(q, q_aug):
-    """I(c; c') of the symmetrised joint of two views' channel posteriors (IIC, Ji et al. 2019)."""
-    n = ops.cast(ops.shape(q)[0], "float32")
-    joint = ops.matmul(ops.transpose(q), q_aug) / n
-    joint = _mean_over_replicas(joint)
-    joint = 0.5 * (joint + ops.transpose(joint))
-    joint = ops.maximum(joint, 1e-8)
-    p_i = ops.sum(joint, axis=1, keepdims=True)
-    p_j = ops.sum(joint, axis=0, keepdims=True)
-    return ops.sum(joint * (ops.log(joint) - ops.log(p_i) - ops.log(p_j)))
-
-
-def _self_label_loss(q, q_aug, threshold):
-    """Class-balanced cross-entropy of q(c|aug x) against confident argmax q(c|x).
-
-    Images whose max q(c|x) exceeds `threshold` are pseudo-labelled with their
-    argmax (no gradient through the target); each pseudo-class is weighted by
-    the inverse of its count so that large channels do not swallow small ones
-    (SCAN's self-labelling step, Van Gansbeke et al. 2020).
-    """
-    target_q = ops.stop_gradient(q)
-    k = q.shape[-1]
-    confident = ops.cast(ops.max(target_q, axis=-1) > threshold, "float32")
-    onehot = ops.one_hot(ops.argmax(target_q, axis=-1), k)
-    counts = ops.sum(onehot * confident[:, None], axis=0)
-    weight = ops.sum(onehot * (1.0 / ops.maximum(counts, 1.0))[None, :], axis=-1)
-    n_conf = ops.maximum(ops.sum(confident), 1.0)
-    weight = weight / ops.maximum(ops.sum(weight * confident), 1e-6) * n_conf
-    ce = -ops.sum(onehot * ops.log(ops.maximum(q_aug, 1e-8)), axis=-1)
-    loss = ops.sum(confident * weight * ce) / n_conf
-    return loss, ops.mean(confident)
-
-
-LOSS_SETTINGS = (
-    "diversity_weight",
-    "confidence_weight",
-    "elbo_weight",
-    "elbo_subbatch",
-    "iic_weight",
-    "neighbor_weight",
-    "self_label_weight",
-    "self_label_threshold",
-    "elbo_assignment_gradient",
-    "augment_rotation",
-    "augment_shift",
-)
+# Constructor arguments of models saved before the clustering terms became objectives.
+_PRE_OBJECTIVE_KEYS = ("diversity_weight", "neighbor_weight", "self_label_weight", "elbo_weight")
 
 
 class _InferenceCache:
@@ -69,49 +29,49 @@ class _InferenceCache:
         self.models = {}
 
 
-def _scale_for_replicas(value):
-    """Divides a per-replica loss by the replica count under `tf.distribute`."""
-    from keras.src.losses.loss import scale_loss_for_distribution
-
-    return scale_loss_for_distribution(value)
-
-
-def _mean_over_replicas(value):
-    """Averages a batch statistic over replicas (TF strategies); identity elsewhere."""
-    from kmixvae.training.distribution import mean_across_replicas
-
-    return mean_across_replicas(value)
-
-
 @keras.saving.register_keras_serializable(package="kmixvae")
 class MixtureVAE(keras.Model):
     """A VAE whose prior is a mixture of K channels, each with its own latent space.
 
-    The loss is the exact negative ELBO of the mixture, summed over the
-    active channels, with every active channel decoded in one batched decoder
-    call (B * k images for k active channels):
+    The model is the generative model and its exact ELBO. The negative ELBO
+    of the mixture is summed over the active channels, with every active
+    channel decoded in one batched decoder call (B * k images for k active
+    channels):
 
-        L(x) = sum_c q(c|x) [ -log p(x|z_c, c) + w_kl KL(q(z|x,c) || p(z|c)) ]
-               + w_kl KL(q(c|x) || p(c))
+        L(x) = sum_c q(c|x) [ -log p(x|z_c, c) + KL(q(z|x,c) || p(z|c)) ]
+               + KL(q(c|x) || p(c))
 
-    Batch objective: `mean_x L(x) + diversity_weight * H(p_bar)`, with p_bar
-    the batch mean of q(c|x), plus `confidence_weight * mean_x H(q(c|x))`
-    (zero by default). `w_kl` is 1 unless a KL warm-up callback lowers it.
+    The trained loss is `elbo.weight * mean_x L(x) + sum_o o.weight * o.term`
+    over the clustering `objectives` that are on (`kmixvae.objectives`:
+    usage entropy, neighbour agreement, self-labelling, ...), each reading
+    the posteriors q(c|.) of the views it names. With
+    `elbo.assignment_gradient=False` the ELBO's weights q(c|x) and the
+    encoder trunk get no gradient from it; `elbo.subbatch` decodes only the
+    first images of each batch; `elbo.start_epoch` skips decoding in
+    training before that epoch (see `start_epoch`).
 
     A non-trainable `channel_mask` (saved with the model) marks the active
     channels; locked channels have q(c|x) exactly 0, are not decoded and get
     no gradient. Change it with `set_active_channels`, only where Keras
     re-reads the model state (between epochs, see `ChannelCurriculum`).
 
+    Logs `nelbo`, `recon`, `kl_z`, `kl_c`, `usage_entropy` (H of the batch's
+    mean q(c|x)), `confidence_entropy` (mean H(q(c|x))), `active_channels`,
+    `usage_<c>`, and each objective's own metrics.
+
     Args:
         encoder: an `Encoder`.
         decoder: a `Decoder`.
         prior: a `MixturePrior`.
-        diversity_weight: float. Weight on the batch usage entropy H(p_bar).
-        confidence_weight: float. Weight on the mean per-image entropy H(q(c|x)).
+        elbo: an `ElboConfig` (or its dict): weight, subbatch,
+            assignment_gradient, start_epoch.
+        objectives: list of `Objective`s (or their serialised dicts), added
+            to the loss in this order.
+        augmentation: a `ViewAugmentation` drawing the augmented and
+            neighbour views (default: 15 degrees, 10%).
         active_channels: list of int or None. Channels active at creation
             (None: all).
-        seed: int. Seed of the reparameterisation noise.
+        seed: int. Seed of the reparameterisation noise (augmentation: seed + 1).
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -130,17 +90,9 @@ class MixtureVAE(keras.Model):
         encoder,
         decoder,
         prior,
-        diversity_weight=0.0,
-        confidence_weight=0.0,
-        elbo_weight=1.0,
-        elbo_subbatch=None,
-        iic_weight=0.0,
-        neighbor_weight=0.0,
-        self_label_weight=0.0,
-        self_label_threshold=0.9,
-        elbo_assignment_gradient=True,
-        augment_rotation=15.0,
-        augment_shift=0.1,
+        elbo=None,
+        objectives=(),
+        augmentation=None,
         active_channels=None,
         seed=0,
         **kwargs,
@@ -151,25 +103,23 @@ class MixtureVAE(keras.Model):
         self.prior = prior
         self.num_channels = prior.num_channels
         self.latent_dim = prior.latent_dim
-        self.diversity_weight = float(diversity_weight)
-        self.confidence_weight = float(confidence_weight)
-        self.elbo_weight = float(elbo_weight)
-        self.elbo_subbatch = int(elbo_subbatch) if elbo_subbatch else None
-        self.iic_weight = float(iic_weight)
-        self.neighbor_weight = float(neighbor_weight)
-        self.self_label_weight = float(self_label_weight)
-        self.self_label_threshold = float(self_label_threshold)
-        self.self_labelling = False
-        self.elbo_assignment_gradient = bool(elbo_assignment_gradient)
-        self.decode_in_training = True
-        self.augment_rotation = float(augment_rotation)
-        self.augment_shift = float(augment_shift)
+        if elbo is None:
+            elbo = ElboConfig()
+        self.elbo = ElboConfig.from_dict(elbo) if isinstance(elbo, dict) else elbo
+        self.objectives = [
+            keras.saving.deserialize_keras_object(o) if isinstance(o, dict) else o
+            for o in objectives
+        ]
+        for o in self.objectives:
+            if not isinstance(o, Objective):
+                raise TypeError(f"objectives: {o!r} is not an Objective")
+        if augmentation is None:
+            augmentation = ViewAugmentation()
+        elif isinstance(augmentation, dict):
+            augmentation = ViewAugmentation.from_config(augmentation)
+        self.augmentation = augmentation
+        self.decode_in_training = self.elbo.start_epoch == 0
         self.seed = int(seed)
-        # Random rotation + shift of the paired views, with keras.ops (one code path on
-        # every backend; Keras' preprocessing layers retrace the JAX step every batch).
-        self.augment = (
-            self.iic_weight > 0 or self.neighbor_weight > 0 or self.self_label_weight > 0
-        ) and (self.augment_rotation > 0 or self.augment_shift > 0)
         self.augment_seed = keras.random.SeedGenerator(self.seed + 1)
         if active_channels is None:
             active_channels = list(range(self.num_channels))
@@ -184,24 +134,11 @@ class MixtureVAE(keras.Model):
             name="channel_mask",
             dtype="float32",
         )
-        self.kl_weight = self.add_weight(
-            shape=(), initializer="ones", trainable=False, name="kl_weight", dtype="float32"
-        )
-        self.trackers = {
-            name: keras.metrics.Mean(name=name)
-            for name in (
-                "nelbo",
-                "recon",
-                "kl_z",
-                "kl_c",
-                "usage_entropy",
-                "confidence_entropy",
-                "active_channels",
-            )
-            + (("iic_mi",) if self.iic_weight > 0 else ())
-            + (("neighbor_agreement",) if self.neighbor_weight > 0 else ())
-            + (("self_label_share",) if self.self_label_weight > 0 else ())
-        }
+        names = ["nelbo", "recon", "kl_z", "kl_c", "usage_entropy", "confidence_entropy"]
+        names.append("active_channels")
+        for o in self.objectives:
+            names.extend(m for m in o.metrics if m not in names)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.usage_trackers = [
             keras.metrics.Mean(name=f"usage_{c}") for c in range(self.num_channels)
         ]
@@ -264,7 +201,7 @@ class MixtureVAE(keras.Model):
 
     def _posteriors(self, x, training=False):
         logits, mu, log_var = self.encoder(
-            x, training=training, detach_latents=not self.elbo_assignment_gradient
+            x, training=training, detach_latents=not self.elbo.assignment_gradient
         )
         logits = ops.cast(logits, "float32")
         mask = ops.cast(self.channel_mask, "bool")
@@ -278,59 +215,37 @@ class MixtureVAE(keras.Model):
             return ops.repeat(t, len(channels), axis=1)
         return ops.take(t, ops.convert_to_tensor(list(channels), dtype="int32"), axis=1)
 
-    def _augment(self, x):
-        """Random rotation (+- augment_rotation degrees) and shift (+- augment_shift of the size)."""
-        n = ops.shape(x)[0]
-        h, w = x.shape[1], x.shape[2]
-        rot = math.radians(self.augment_rotation)
-        angle = keras.random.uniform((n,), -rot, rot, seed=self.augment_seed)
-        tx = (
-            keras.random.uniform(
-                (n,), -self.augment_shift, self.augment_shift, seed=self.augment_seed
-            )
-            * w
-        )
-        ty = (
-            keras.random.uniform(
-                (n,), -self.augment_shift, self.augment_shift, seed=self.augment_seed
-            )
-            * h
-        )
-        cos, sin = ops.cos(angle), ops.sin(angle)
-        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-        zero = ops.zeros_like(cos)
-        transform = ops.stack(
-            [
-                cos,
-                sin,
-                cx - cos * cx - sin * cy - tx,
-                -sin,
-                cos,
-                cy + sin * cx - cos * cy - ty,
-                zero,
-                zero,
-            ],
-            axis=1,
-        )
-        return ops.image.affine_transform(
-            x, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0
-        )
+    def start_epoch(self, epoch: int) -> None:
+        """Turns on the terms whose start epoch has come (ELBO decoding, objectives).
 
-    def _set_step_flag(self, name: str, enabled: bool) -> None:
-        """Sets a Python flag that the compiled train step reads, and retraces it."""
-        enabled = bool(enabled)
-        if enabled != getattr(self, name):
-            setattr(self, name, enabled)
-            if getattr(self, "train_function", None) is not None:
-                self.make_train_function(force=True)
+        The terms that are on are static in the compiled train step: when
+        one changes, the step is retraced. Call it between epochs, through
+        the model that `fit` trains (see `TermSchedule`).
+        """
+        changed = False
+        decode = epoch >= self.elbo.start_epoch
+        if decode != self.decode_in_training:
+            self.decode_in_training = decode
+            changed = True
+        for objective in self.objectives:
+            on = objective.is_on_at(epoch)
+            if on != objective.active:
+                objective.active = on
+                changed = True
+        if changed and getattr(self, "train_function", None) is not None:
+            self.make_train_function(force=True)
 
-    def set_self_labelling(self, enabled: bool) -> None:
-        """Turns the self-labelling term on (from a given epoch, see `SelfLabelStart`)."""
-        self._set_step_flag("self_labelling", enabled)
-
-    def set_decode_in_training(self, enabled: bool) -> None:
-        """Turns the ELBO's decoding off (or on) in training steps; evaluation always decodes."""
-        self._set_step_flag("decode_in_training", enabled)
+    def _views_wanted(self, training, has_neighbors):
+        """The extra views the objectives that are on read in this step, in batch order."""
+        if not training:
+            return ()
+        read = {v for o in self.objectives if o.active for v in o.views}
+        wanted = []
+        if "augmented" in read:
+            wanted.append("augmented")
+        if "neighbor" in read and has_neighbors:
+            wanted.append("neighbor")
+        return tuple(wanted)
 
     def call(self, inputs, training=False):
         """Runs the stochastic forward pass; returns the per-image loss terms.
@@ -348,46 +263,30 @@ class MixtureVAE(keras.Model):
         k = len(active)
         batch = ops.shape(x)[0]
         idx = ops.convert_to_tensor(list(active), dtype="int32")
-        views = [x]
-        want_aug = training and (
-            self.iic_weight > 0 or (self.self_labelling and self.self_label_weight > 0)
-        )
-        want_nbr = training and self.neighbor_weight > 0 and x_nbr is not None
-        if want_aug:
-            views.append(self._augment(x))
-        if want_nbr:
-            views.append(self._augment(ops.cast(x_nbr, "float32")))
+        wanted = self._views_wanted(training, x_nbr is not None)
+        images = {"augmented": x, "neighbor": x_nbr}
+        # One encoder call over all views (batch norm sees them together).
+        views = [x] + [
+            self.augmentation(ops.cast(images[name], "float32"), self.augment_seed)
+            for name in wanted
+        ]
         q_all, mu, log_var = self._posteriors(
             ops.concatenate(views, axis=0) if len(views) > 1 else x, training
         )
         q, mu, log_var = q_all[:batch], mu[:batch], log_var[:batch]
-        extra = {}
-        view = 1
-        if want_aug:
-            extra["q_all_active"] = ops.take(q, idx, axis=1)
-            extra["q_aug_active"] = ops.take(q_all[view * batch : (view + 1) * batch], idx, axis=1)
-            view += 1
-        if want_nbr:
-            extra["q_self_active"] = ops.take(q, idx, axis=1)
-            extra["q_nbr_active"] = ops.take(q_all[view * batch : (view + 1) * batch], idx, axis=1)
-        q_elbo = q if self.elbo_assignment_gradient else ops.stop_gradient(q)
+        q_views = {"x": q}
+        for i, name in enumerate(wanted, start=1):
+            q_views[name] = q_all[i * batch : (i + 1) * batch]
+        q_elbo = q if self.elbo.assignment_gradient else ops.stop_gradient(q)
         kl_c = self.prior.kl_c(q_elbo, self.channel_mask)
-        q_full = q
+        out = {"q": q, "q_active": ops.take(q_elbo, idx, axis=1), "kl_c": kl_c, "views": q_views}
         if training and not self.decode_in_training:
             zeros = ops.zeros((batch, k), "float32")
-            return {
-                "q": q_full,
-                "q_active": ops.take(q_elbo, idx, axis=1),
-                "nll": zeros,
-                "kl_z": zeros,
-                "kl_c": kl_c,
-                **extra,
-            }
-        q = q_elbo
-        if self.elbo_subbatch is not None and training:
+            return {**out, "nll": zeros, "kl_z": zeros}
+        if self.elbo.subbatch is not None and training:
             # An unbiased estimate of the mean ELBO at a fraction of the decoder cost.
-            n = self.elbo_subbatch
-            x, q, mu, log_var = x[:n], q[:n], mu[:n], log_var[:n]
+            n = self.elbo.subbatch
+            x, q_elbo, mu, log_var = x[:n], q_elbo[:n], mu[:n], log_var[:n]
             batch = ops.shape(x)[0]
         mu_a, log_var_a = self._select(mu, active), self._select(log_var, active)
         eps = keras.random.normal(ops.shape(mu_a), seed=self.seed_generator)
@@ -396,46 +295,29 @@ class MixtureVAE(keras.Model):
         params = self.decoder(ops.reshape(z, (-1, self.latent_dim)), channels)
         nll = self.decoder.head.nll(ops.repeat(x, k, axis=0), params)
         return {
-            "q": q_full,
-            "q_active": ops.take(q, idx, axis=1),
+            **out,
+            "q_active": ops.take(q_elbo, idx, axis=1),
             "nll": ops.reshape(nll, (-1, k)),
             "kl_z": self.prior.kl_z(mu_a, log_var_a, channels=active),
-            "kl_c": kl_c,
-            **extra,
         }
 
     def loss_terms(self, terms):
-        """Reduces the per-image terms of `call` to the batch loss and its parts."""
+        """Reduces the per-image terms of `call` to the batch loss, its parts and the metrics."""
         q_a = terms["q_active"]
-        w = ops.cast(self.kl_weight, "float32")
         recon = ops.sum(q_a * terms["nll"], axis=-1)
         kl_z = ops.sum(q_a * terms["kl_z"], axis=-1)
         kl_c = terms["kl_c"]
-        p_bar = _mean_over_replicas(ops.mean(terms["q"], axis=0))
-        usage_entropy = -ops.sum(p_bar * ops.log(ops.maximum(p_bar, 1e-12)))
-        q_full = terms["q"]
-        per_image_entropy = -ops.sum(q_full * ops.log(ops.maximum(q_full, 1e-12)), axis=-1)
+        q = terms["q"]
+        per_image_entropy = -ops.sum(q * ops.log(ops.maximum(q, 1e-12)), axis=-1)
         nelbo = ops.mean(recon) + ops.mean(kl_z) + ops.mean(kl_c)
-        loss = (
-            self.elbo_weight * (ops.mean(recon) + w * (ops.mean(kl_z) + ops.mean(kl_c)))
-            + self.diversity_weight * usage_entropy
-            + self.confidence_weight * ops.mean(per_image_entropy)
-        )
+        loss = self.elbo.weight * (ops.mean(recon) + (ops.mean(kl_z) + ops.mean(kl_c)))
         out = {}
-        if "q_aug_active" in terms and self.iic_weight > 0:
-            mi = _iic_mutual_information(terms["q_all_active"], terms["q_aug_active"])
-            loss = loss - self.iic_weight * mi
-            out["iic_mi"] = mi
-        if "q_aug_active" in terms and self.self_labelling and self.self_label_weight > 0:
-            sl, share = _self_label_loss(
-                terms["q_all_active"], terms["q_aug_active"], self.self_label_threshold
-            )
-            loss = loss + self.self_label_weight * sl
-            out["self_label_share"] = share
-        if "q_nbr_active" in terms:
-            agreement = ops.sum(terms["q_self_active"] * terms["q_nbr_active"], axis=-1)
-            loss = loss + self.neighbor_weight * ops.mean(-ops.log(agreement + 1e-7))
-            out["neighbor_agreement"] = ops.mean(agreement)
+        for objective in self.objectives:
+            if not objective.active or any(v not in terms["views"] for v in objective.views):
+                continue  # its metrics log 0 (see compute_loss)
+            term, metrics = objective.term(terms["views"])
+            loss = loss + objective.weight * term
+            out.update(metrics)
         out.update(
             {
                 "loss": loss,
@@ -443,9 +325,9 @@ class MixtureVAE(keras.Model):
                 "recon": ops.mean(recon),
                 "kl_z": ops.mean(kl_z),
                 "kl_c": ops.mean(kl_c),
-                "usage_entropy": usage_entropy,
+                "usage_entropy": usage_entropy(q),
                 "confidence_entropy": ops.mean(per_image_entropy),
-                "usage": ops.mean(terms["q"], axis=0),
+                "usage": ops.mean(q, axis=0),
             }
         )
         return out
@@ -463,11 +345,7 @@ class MixtureVAE(keras.Model):
         usage = parts["usage"]
         for c, tracker in enumerate(self.usage_trackers):
             tracker.update_state(usage[c])
-        return _scale_for_replicas(parts["loss"])
-
-    @property
-    def metrics(self):
-        return super().metrics
+        return scale_for_replicas(parts["loss"])
 
     # ------------------------------------------------------------------ inference
 
@@ -615,7 +493,6 @@ class MixtureVAE(keras.Model):
     def describe(self) -> dict:
         """What was actually built, read off the layers (not off the config)."""
         dec = self.decoder
-        films = [layer for layer in dec._flatten_layers() if isinstance(layer, FiLM)]
         head = dec.head
         info = {
             "num_channels": self.num_channels,
@@ -623,7 +500,7 @@ class MixtureVAE(keras.Model):
             "latent_dim": self.latent_dim,
             "latent_layout": self.encoder.layout,
             "decoder_conditioning": dec.conditioning,
-            "film_layers": len(films),
+            "film_layers": len(dec.films),
             "embedding_dim": dec.embedding_dim if dec.embedding is not None else 0,
             "decoder_filters": dec.filters,
             "decoder_block": dec.block,
@@ -631,7 +508,9 @@ class MixtureVAE(keras.Model):
             "head": type(head).__name__,
             "likelihood": head.likelihood,
             "prior": {"pi": self.prior.pi, "means": self.prior.means, "scales": self.prior.scales},
-            **self._loss_settings(),
+            "elbo": self.elbo.to_dict(),
+            "objectives": {o.section: o.get_config() for o in self.objectives},
+            "augmentation": self.augmentation.get_config(),
             "encoder_batch_norm": self.encoder.batch_norm,
         }
         if hasattr(head, "sigma_min"):
@@ -642,10 +521,6 @@ class MixtureVAE(keras.Model):
         if self.built:
             info["parameters"] = int(sum(math.prod(v.shape) for v in self.trainable_weights))
         return info
-
-    def _loss_settings(self) -> dict:
-        """The loss's constructor arguments (saved by `get_config`, shown by `describe`)."""
-        return {name: getattr(self, name) for name in LOSS_SETTINGS}
 
     def describe_text(self) -> str:
         """`describe()` as one readable line per item."""
@@ -660,7 +535,9 @@ class MixtureVAE(keras.Model):
                 "encoder": keras.layers.serialize(self.encoder),
                 "decoder": keras.layers.serialize(self.decoder),
                 "prior": keras.layers.serialize(self.prior),
-                **self._loss_settings(),
+                "elbo": self.elbo.to_dict(),
+                "objectives": [keras.saving.serialize_keras_object(o) for o in self.objectives],
+                "augmentation": self.augmentation.get_config(),
                 "active_channels": list(self._active),
                 "seed": self.seed,
             }
@@ -670,6 +547,11 @@ class MixtureVAE(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        if any(key in config for key in _PRE_OBJECTIVE_KEYS):
+            raise ValueError(
+                "this model file predates kmixvae's clustering objectives "
+                "(loss.<objective> config sections); retrain it with the current version"
+            )
         for key in ("encoder", "decoder", "prior"):
             config[key] = keras.layers.deserialize(config[key])
         return cls(**config)

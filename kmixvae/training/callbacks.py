@@ -1,4 +1,4 @@
-"""Training callbacks: KL warm-up, gated early stopping, atomic checkpoints and history,
+"""Training callbacks: loss-term start epochs, gated early stopping, atomic checkpoints and history,
 NaN guard, held-out clustering accuracy and learning-rate logging."""
 
 from __future__ import annotations
@@ -13,58 +13,38 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from kmixvae.data.neighbors import cosine_neighbors, mutual_neighbors
+from kmixvae.evaluation.metrics import clustering_accuracy
+from kmixvae.models.mixture_vae import LOSS_TERMS
 from kmixvae.utils.files import atomic_write, atomic_write_text
+from kmixvae.utils.images import as_float_images
+from kmixvae.utils.keras_adapter import learning_rate_schedule
 
-LOSS_TERMS = ("loss", "nelbo", "recon", "kl_z", "kl_c", "usage_entropy")
+
+def restore_states(callbacks, state: dict) -> None:
+    """Gives each callback with a `state_key` its part of a saved `last.json` state.
+
+    A callback that must survive a restart keeps its own state (as Keras'
+    `BackupAndRestore` does): `state_key` names it in `last.json`,
+    `get_state()` returns it JSON-ready and `set_state(value)` takes it back.
+    `Checkpointer` saves every such callback's state after each epoch.
+    """
+    for callback in callbacks:
+        key = getattr(callback, "state_key", None)
+        if key and key in state:
+            callback.set_state(state[key])
 
 
-class KLWarmup(keras.callbacks.Callback):
-    """Raises the KL weight linearly from 1/epochs to 1 over the first `epochs` epochs.
+class TermSchedule(keras.callbacks.Callback):
+    """Turns each loss term on at its start epoch (`loss.<term>.start_epoch`).
 
-    Args:
-        epochs: int. Length of the warm-up (0 disables it).
+    Calls `model.start_epoch(epoch)` at the start of every epoch (0-based),
+    which retraces the train step when a term turns on or off. It keeps no
+    state: a resumed run sets the terms from the epoch it resumes at.
     """
 
-    def __init__(self, epochs):
-        super().__init__()
-        self.epochs = int(epochs)
-
     def on_epoch_begin(self, epoch, logs=None):
-        weight = 1.0 if self.epochs <= 0 else min(1.0, (epoch + 1) / self.epochs)
-        self.model.kl_weight.assign(weight)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["kl_weight"] = float(keras.ops.convert_to_numpy(self.model.kl_weight))
-
-
-class _SwitchOnAt(keras.callbacks.Callback):
-    """Calls `model.<setter>(epoch >= start)` at the start of every epoch (0-based)."""
-
-    setter = ""
-
-    def __init__(self, start):
-        super().__init__()
-        self.start = int(start)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        getattr(self.model, self.setter)(epoch >= self.start)
-
-
-class ElboStart(_SwitchOnAt):
-    """Skips the ELBO's decoding in training steps before epoch `start`.
-
-    The channel posterior learns first from the clustering terms alone, at
-    the cost of the encoder only; the compiled step is rebuilt once.
-    """
-
-    setter = "set_decode_in_training"
-
-
-class SelfLabelStart(_SwitchOnAt):
-    """Turns the self-labelling term on from epoch `start`, once clusters have formed."""
-
-    setter = "set_self_labelling"
+        self.model.start_epoch(epoch)
 
 
 class OptimizerRestart(keras.callbacks.Callback):
@@ -86,7 +66,7 @@ class OptimizerRestart(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # Under mixed float16 the loss-scale wrapper keeps its scale; its inner optimizer restarts.
         optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
-        schedule = optimizer._learning_rate
+        schedule = learning_rate_schedule(optimizer)
         phase = 1 if epoch >= self.start else 0
         if getattr(schedule, "phase", phase) == phase:
             return
@@ -130,9 +110,6 @@ class NeighborRefresh(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self.done or epoch < self.start:
             return
-        from kmixvae.data.neighbors import cosine_neighbors, mutual_neighbors
-        from kmixvae.evaluation.evaluate import as_float_images
-
         if self.path.is_file():
             neighbors = np.load(self.path)
             how = f"loaded from {self.path}"
@@ -241,22 +218,26 @@ class HeldOutClustering(keras.callbacks.Callback):
         max_images: int. Cap on the images scored each epoch.
     """
 
+    state_key = "train_seconds"
+
     def __init__(self, images, labels, max_images=2000, start_seconds=0.0):
         super().__init__()
-        from kmixvae.evaluation.evaluate import as_float_images
-
         # The model expects floats in [0, 1]; uint8 pixels are scaled here.
         self.images = as_float_images(images[:max_images])
         self.labels = labels[:max_images]
         self.seconds = float(start_seconds)
+
+    def get_state(self) -> float:
+        return self.seconds
+
+    def set_state(self, seconds) -> None:
+        self.seconds = float(seconds)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds += time.perf_counter() - self._t0
-        from kmixvae.evaluation.metrics import clustering_accuracy
-
         channels = self.model.encode(self.images)["channel"]
         if logs is not None:
             logs["val_cluster_acc"] = float(clustering_accuracy(self.labels, channels))
@@ -308,25 +289,34 @@ def save_model_atomic(model, path) -> None:
 class Checkpointer(keras.callbacks.Callback):
     """Writes `last.keras` every epoch and `best.keras` on improvement, atomically.
 
-    `last.json` beside `last.keras` records the completed epoch and the state
-    a resumed run needs (curriculum). Best checkpoints wait for the curriculum
-    gate (losses of earlier stages are not comparable).
+    `last.json` beside `last.keras` records the completed epoch and the
+    state of every callback with a `state_key` (its own best value included;
+    see `restore_states`). Best checkpoints wait for the curriculum gate
+    (losses of earlier stages are not comparable).
 
     Args:
         folder: the `checkpoints/` folder.
         gate: a `CurriculumGate`.
         monitor: str. The value that defines "best" (lower is better).
-        state_fn: callable returning extra JSON state to save with `last`.
+        callbacks: the run's callbacks, whose states are saved with `last`.
     """
 
-    def __init__(self, folder, gate, monitor="val_loss", state_fn=None, best=None):
+    state_key = "best"
+
+    def __init__(self, folder, gate, monitor="val_loss", callbacks=()):
         super().__init__()
         self.folder = Path(folder)
         self.gate = gate
         self.monitor = monitor
-        self.state_fn = state_fn
-        self.best = best
+        self.callbacks = callbacks
+        self.best = None
         self.best_epoch = None
+
+    def get_state(self):
+        return self.best
+
+    def set_state(self, best) -> None:
+        self.best = best
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -344,8 +334,10 @@ class Checkpointer(keras.callbacks.Callback):
             "best_epoch": self.best_epoch,
             "iterations": int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)),
         }
-        if self.state_fn is not None:
-            state.update(self.state_fn())
+        for callback in self.callbacks:
+            key = getattr(callback, "state_key", None)
+            if key and callback is not self:
+                state[key] = callback.get_state()
         atomic_write_text(self.folder / "last.json", json.dumps(state, indent=2))
 
 

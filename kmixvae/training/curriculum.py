@@ -101,6 +101,8 @@ class ChannelCurriculum(keras.callbacks.Callback):
         """True once every channel is unlocked (gates early stopping, best checkpoints)."""
         return self.model is not None and len(self.model.active_channels) >= self.max_channels
 
+    state_key = "curriculum"
+
     def get_state(self) -> dict:
         """JSON-ready state, saved with checkpoints so a resumed run continues it."""
         return {

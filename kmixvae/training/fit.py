@@ -20,8 +20,21 @@ from pathlib import Path
 import keras
 
 from kmixvae import config as config_lib
+from kmixvae.data import load_datasets
+from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
+from kmixvae.data.pipeline import make_neighbor_dataset
 from kmixvae.errors import ConfigError, ModelFileError, TrainingError
+from kmixvae.models import MixtureVAE  # registers every kmixvae class for load_model
+from kmixvae.models.factory import build_model
+from kmixvae.models.learning_rate_schedule import PhasedLearningRate
+from kmixvae.training import callbacks as cb
+from kmixvae.training import progress
+from kmixvae.training.curriculum import ChannelCurriculum
+from kmixvae.training.distribution import configure_distribution
 from kmixvae.utils.files import atomic_write_text
+from kmixvae.utils.images import as_float_images
+from kmixvae.viz.projector import export_projector
+from kmixvae.viz.tensorboard_images import write_image_summaries
 
 RUN_MARKER = "config.json"
 
@@ -65,8 +78,6 @@ def make_optimizer(config: config_lib.Config, steps_per_epoch: int):
     t = config.training
     lr = t.learning_rate
     if t.restart_epoch > 0:
-        from kmixvae.training.schedules import PhasedLearningRate
-
         restart_lr = t.restart_learning_rate if t.restart_learning_rate is not None else lr
         lr = PhasedLearningRate(
             [
@@ -144,18 +155,22 @@ def fit_run(
     Returns:
         A `RunResult`.
     """
-    from kmixvae.data import load_datasets
-    from kmixvae.models.factory import build_model
-    from kmixvae.training import callbacks as cb
-    from kmixvae.training.curriculum import ChannelCurriculum
-    from kmixvae.training.distribution import configure_distribution
-
     dist = configure_distribution(config)
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_dtype_policy(config.precision)
     data = load_datasets(config)
     dist.check_batch_size(config.data.batch_size)
+    path, state = _open_run_folder(config, run_dir, resume)
+    model = _build_or_restore_model(config, data, dist, path, state)
+    _write_summary(config, model, dist, path, log, full_output)
+    callbacks = _callbacks(config, data, path, state, log, full_output)
+    train_ds = _train_dataset(config, data, callbacks, path, log)
+    wall = _train(config, model, train_ds, data, callbacks, state, path, verbose, full_output)
+    return _finish(config, model, data, callbacks, wall, path, log)
 
+
+def _open_run_folder(config, run_dir, resume):
+    """The run folder (new, or the one resumed) with its config, and the resumed state."""
     if resume is not None:
         path = check_run_dir(resume)
         state_file = path / "checkpoints" / "last.json"
@@ -166,30 +181,33 @@ def fit_run(
         path = new_run_dir(config, run_dir)
         state = None
     path.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = path / "checkpoints"
     config_lib.save_config(config, path / "config.json")
+    return path, state
 
+
+def _build_or_restore_model(config, data, dist, path, state):
     steps = config.training.steps_per_epoch or data.steps_per_epoch()
     with dist.scope():
         if state is not None:
-            model = load_model_file(ckpt_dir / "last.keras")
-        else:
-            model = build_model(config, data.image_shape)
-            model.compile(optimizer=make_optimizer(config, steps))
-    initial_epoch = state["epochs_done"] if state else 0
+            return load_model_file(path / "checkpoints" / "last.keras")
+        model = build_model(config, data.image_shape)
+        model.compile(optimizer=make_optimizer(config, steps))
+        return model
 
-    from kmixvae.training import progress
 
+def _write_summary(config, model, dist, path, log, full_output):
     info = describe_run(config, model, dist)
     log(info if full_output else progress.summarize_config(config, path))
     atomic_write_text(path / "model_summary.txt", info + "\n\n" + _summary_text(model))
 
+
+def _callbacks(config, data, path, state, log, full_output):
+    """The run's callbacks, in order; those with a `state_key` get their resumed state."""
     gate = cb.CurriculumGate()
     callbacks: list[keras.callbacks.Callback] = [progress.DropUncomputedValidation()]
-    curriculum = None
     if config.curriculum.enabled:
         c = config.curriculum
-        curriculum = ChannelCurriculum(
+        gate.curriculum = ChannelCurriculum(
             max_channels=c.max_channels or config.model.num_channels,
             start_channels=c.start_channels,
             schedule=c.schedule,
@@ -202,52 +220,21 @@ def fit_run(
             split_noise=c.split_noise,
             seed=config.seed,
         )
-        if state and "curriculum" in state:
-            curriculum.set_state(state["curriculum"])
-        gate.curriculum = curriculum
-        callbacks.append(curriculum)
-    if config.loss.kl_warmup_epochs > 0:
-        callbacks.append(cb.KLWarmup(config.loss.kl_warmup_epochs))
-    if config.loss.elbo_start_epoch > 0:
-        callbacks.append(cb.ElboStart(config.loss.elbo_start_epoch))
-    if config.loss.self_label_weight > 0:
-        callbacks.append(cb.SelfLabelStart(config.loss.self_label_start_epoch))
+        callbacks.append(gate.curriculum)
+    callbacks.append(cb.TermSchedule())
     if config.training.restart_epoch > 0:
         callbacks.append(cb.OptimizerRestart(config.training.restart_epoch))
     callbacks.append(cb.LearningRateLogger())
     if data.val_labels is not None:
-        callbacks.append(
-            cb.HeldOutClustering(
-                data.val_images,
-                data.val_labels,
-                start_seconds=(state or {}).get("train_seconds", 0.0),
-            )
-        )
-    nan_guard = cb.NaNGuard()
-    callbacks.append(nan_guard)
-    history_rows = []
+        callbacks.append(cb.HeldOutClustering(data.val_images, data.val_labels))
+    callbacks.append(cb.NaNGuard())
+    rows = []
     if state and (path / "history.csv").is_file():
-        history_rows = [
-            r for r in cb.read_history_csv(path / "history.csv") if r["epoch"] <= initial_epoch
-        ]
-    history = cb.HistoryWriter(path / "history.csv", rows=history_rows)
-    callbacks.append(history)
-
-    def extra_state():
-        extra = {}
-        if curriculum is not None:
-            extra["curriculum"] = curriculum.get_state()
-        for callback in callbacks:
-            if isinstance(callback, cb.HeldOutClustering):
-                extra["train_seconds"] = callback.seconds
-        return extra
-
-    has_val = data.num_val > 0
-    monitor = "val_loss" if has_val else "loss"
+        done = state["epochs_done"]
+        rows = [r for r in cb.read_history_csv(path / "history.csv") if r["epoch"] <= done]
+    callbacks.append(cb.HistoryWriter(path / "history.csv", rows=rows))
     callbacks.append(
-        cb.Checkpointer(
-            ckpt_dir, gate, monitor=monitor, state_fn=extra_state, best=(state or {}).get("best")
-        )
+        cb.Checkpointer(path / "checkpoints", gate, monitor=_monitor(data), callbacks=callbacks)
     )
     es = config.training.early_stopping
     if es.enabled:
@@ -260,50 +247,60 @@ def fit_run(
         callbacks.extend(_tensorboard_callbacks(config, path, data))
     if not full_output:
         callbacks.append(progress.EpochLine(config.training.epochs, log=log))
+    if state is not None:
+        cb.restore_states(callbacks, state)
+    return callbacks
 
-    if config.data.neighbors > 0:
-        from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
-        from kmixvae.data.pipeline import make_neighbor_dataset
 
-        t_nbr = time.perf_counter()
-        neighbors = pixel_neighbors(data.train_images, config.data.neighbors)
-        if config.data.neighbor_mutual:
-            neighbors = mutual_neighbors(neighbors)
-        log(
-            f"neighbour pairs: k={config.data.neighbors}"
-            f"{' mutual' if config.data.neighbor_mutual else ''} in pixel space "
-            f"({time.perf_counter() - t_nbr:.1f} s)"
+def _monitor(data) -> str:
+    return "val_loss" if data.num_val > 0 else "loss"
+
+
+def _train_dataset(config, data, callbacks, path, log):
+    """The training dataset: images, or images paired with a k-NN neighbour (refreshed
+    from the encoder's features by a callback put first in `callbacks`)."""
+    if config.data.neighbors == 0:
+        return data.train_dataset(seed=config.seed)
+    t_nbr = time.perf_counter()
+    neighbors = pixel_neighbors(data.train_images, config.data.neighbors)
+    if config.data.neighbor_mutual:
+        neighbors = mutual_neighbors(neighbors)
+    log(
+        f"neighbour pairs: k={config.data.neighbors}"
+        f"{' mutual' if config.data.neighbor_mutual else ''} in pixel space "
+        f"({time.perf_counter() - t_nbr:.1f} s)"
+    )
+    if config.data.neighbor_refresh_epoch > 0:
+        import tensorflow as tf  # the tf.data pipeline reads the table (TF is installed)
+
+        table = tf.Variable(neighbors, trainable=False, dtype=tf.int64)
+        callbacks.insert(
+            0,
+            cb.NeighborRefresh(
+                config.data.neighbor_refresh_epoch,
+                data.train_images,
+                table,
+                path / "neighbors_refreshed.npy",
+                k=config.data.neighbors,
+                mutual=config.data.neighbor_mutual,
+                log=log,
+            ),
         )
-        if config.data.neighbor_refresh_epoch > 0:
-            import tensorflow as tf
+        neighbors = table
+    return make_neighbor_dataset(
+        data.train_images, neighbors, config.data.batch_size, seed=config.seed
+    )
 
-            table = tf.Variable(neighbors, trainable=False, dtype=tf.int64)
-            callbacks.insert(
-                0,
-                cb.NeighborRefresh(
-                    config.data.neighbor_refresh_epoch,
-                    data.train_images,
-                    table,
-                    path / "neighbors_refreshed.npy",
-                    k=config.data.neighbors,
-                    mutual=config.data.neighbor_mutual,
-                    log=log,
-                ),
-            )
-            neighbors = table
-        train_ds = make_neighbor_dataset(
-            data.train_images, neighbors, config.data.batch_size, seed=config.seed
-        )
-    else:
-        train_ds = data.train_dataset(seed=config.seed)
-    val_ds = data.val_dataset() if has_val else None
+
+def _train(config, model, train_ds, data, callbacks, state, path, verbose, full_output) -> float:
+    """`model.fit` from the resumed epoch; returns its wall seconds."""
     t0 = time.perf_counter()
     try:
         model.fit(
             train_ds,
-            validation_data=val_ds,
+            validation_data=data.val_dataset() if data.num_val > 0 else None,
             epochs=config.training.epochs,
-            initial_epoch=initial_epoch,
+            initial_epoch=state["epochs_done"] if state else 0,
             steps_per_epoch=config.training.steps_per_epoch,
             callbacks=callbacks,
             verbose=verbose if full_output else 0,
@@ -314,33 +311,40 @@ def fit_run(
             raise TrainingError(
                 f"out of memory while training (batch {config.data.batch_size}, "
                 f"{config.model.num_channels} channels): lower data.batch_size; "
-                f"the last completed epoch is in {ckpt_dir}"
+                f"the last completed epoch is in {path / 'checkpoints'}"
             ) from None
         raise
     wall = time.perf_counter() - t0
-    if nan_guard.failure:
+    guard = next(c for c in callbacks if isinstance(c, cb.NaNGuard))
+    if guard.failure:
         raise TrainingError(
-            f"training stopped: {nan_guard.failure}; the last good checkpoint is {ckpt_dir / 'last.keras'} "
-            f"(resume with --resume {path} after lowering training.learning_rate or setting training.clipnorm)"
+            f"training stopped: {guard.failure}; the last good checkpoint is "
+            f"{path / 'checkpoints' / 'last.keras'} (resume with --resume {path} after lowering "
+            "training.learning_rate or setting training.clipnorm)"
         )
+    return wall
 
-    rows = history.rows
-    metrics = summarize_history(rows, monitor)
+
+def _finish(config, model, data, callbacks, wall, path, log) -> RunResult:
+    """Writes `metrics.json` and the final model files."""
+    history = next(c for c in callbacks if isinstance(c, cb.HistoryWriter))
+    checkpointer = next(c for c in callbacks if isinstance(c, cb.Checkpointer))
+    metrics = summarize_history(history.rows, checkpointer.monitor)
     metrics["fit_wall_seconds_this_session"] = wall
+    curriculum = checkpointer.gate.curriculum
     if curriculum is not None:
         metrics["unlock_events"] = curriculum.events
     atomic_write_text(path / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-
-    from kmixvae.training.callbacks import save_model_atomic
-
-    save_model_atomic(model, path / "model.keras")
+    cb.save_model_atomic(model, path / "model.keras")
     saved = Path(config.output.saved_model or f"saved_models/{config.name}.keras")
-    save_model_atomic(model, saved)
+    cb.save_model_atomic(model, saved)
     if config.output.report:
         _write_report(path, model, data, config, log)
     log(f"run folder: {path}")
     log(f"saved model: {saved}")
-    return RunResult(run_dir=path, model=model, history=rows, metrics=metrics, saved_model=saved)
+    return RunResult(
+        run_dir=path, model=model, history=history.rows, metrics=metrics, saved_model=saved
+    )
 
 
 def _write_report(path: Path, model, data, config, log) -> None:
@@ -387,20 +391,16 @@ def _is_oom(e: BaseException) -> bool:
 
 
 def _tensorboard_callbacks(config, path, data):
-    from kmixvae.training import callbacks as cb
-
     tb_dir = path / "tensorboard"
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=str(tb_dir), write_graph=False, update_freq="epoch")
     ]
     images = data.val_images if data.num_val > 0 else data.train_images
     labels = data.val_labels if data.num_val > 0 else data.train_labels
-    images = images[: max(16, config.output.projector_samples)].astype("float32") / 255.0
+    images = as_float_images(images[: max(16, config.output.projector_samples)])
     labels = None if labels is None else labels[: len(images)]
 
     def write_images(model, epoch):
-        from kmixvae.viz.tensorboard_images import write_image_summaries
-
         write_image_summaries(model, images[:16], str(tb_dir / "images"), epoch)
 
     callbacks.append(
@@ -411,8 +411,6 @@ def _tensorboard_callbacks(config, path, data):
         def write_projector(model, epoch):
             if epoch != config.training.epochs:
                 return
-            from kmixvae.viz.projector import export_projector
-
             # In the logdir root: TensorBoard's projector lists it as run ".".
             export_projector(
                 model,
@@ -430,7 +428,6 @@ def _tensorboard_callbacks(config, path, data):
 
 def load_model_file(path: str | Path) -> keras.Model:
     """Loads a kmixvae `.keras` file, or a run folder's model, with one-line errors."""
-    from kmixvae.models import MixtureVAE  # registers every kmixvae class
 
     p = Path(path)
     if p.is_dir():

@@ -18,6 +18,7 @@ model.fit(train_ds, validation_data=val_ds, epochs=15, callbacks=callbacks, verb
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -113,17 +114,13 @@ class EpochLine(keras.callbacks.Callback):
 
 
 def _loss_summary(loss) -> str:
-    weight = lambda name: getattr(loss, name, 0.0) or 0.0  # noqa: E731
-    parts = [f"ELBO x{weight('elbo_weight'):g}"]
-    for name, label in (
-        ("neighbor_weight", "neighbours x"),
-        ("diversity_weight", "diversity "),
-        ("self_label_weight", "self-label x"),
-        ("iic_weight", "IIC x"),
-    ):
-        if weight(name):
-            parts.append(f"{label}{weight(name):g}")
-    if not getattr(loss, "elbo_assignment_gradient", True):
+    """`loss.<section>` weights that are on, e.g. `elbo x1, neighbor x1, usage_entropy x-5`."""
+    parts = []
+    for f in dataclasses.fields(loss):
+        weight = getattr(getattr(loss, f.name), "weight", None)
+        if weight:
+            parts.append(f"{f.name} x{weight:g}")
+    if not loss.elbo.assignment_gradient:
         parts.append("ELBO detached from q(c|x)")
     return ", ".join(parts)
 

@@ -35,12 +35,14 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from kmixvae.evaluation.evaluate import as_float_images
 from kmixvae.evaluation.metrics import channel_report
+from kmixvae.models.mixture_vae import LOSS_TERMS
 from kmixvae.utils.files import atomic_write
+from kmixvae.utils.images import as_float_images
+from kmixvae.viz.grids import image_grid
 
 LABEL_CMAP = colormaps["tab10"]
-CURVE_KEYS = ("loss", "nelbo", "recon", "kl_z", "kl_c", "usage_entropy")
+CURVE_KEYS = LOSS_TERMS
 
 
 # ---------------------------------------------------------------------------
@@ -201,16 +203,6 @@ def _label_legend(labels: np.ndarray) -> list:
 def _grid_shape(n: int, max_cols: int = 5) -> tuple[int, int]:
     cols = min(max(n, 1), max_cols)
     return math.ceil(max(n, 1) / cols), cols
-
-
-def _tile(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
-    """`(rows*cols, H, W, C)` -> one `(rows*(H+pad), cols*(W+pad), C)` mosaic."""
-    n, h, w, c = images.shape
-    out = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad, c), np.float32)
-    for i in range(min(n, rows * cols)):
-        r, q = divmod(i, cols)
-        out[r * (h + pad) : r * (h + pad) + h, q * (w + pad) : q * (w + pad) + w] = images[i]
-    return out
 
 
 def _show(ax, image: np.ndarray, cmap: str = "gray", vmin=0.0, vmax=1.0):
@@ -443,7 +435,7 @@ def plot_channel_samples(model, path: str | Path, n_per_channel: int = 10, seed:
     for r, c in enumerate(chans):
         out = model.sample(n_per_channel, channel=c, seed=seed + c)
         ax = fig.add_subplot(rows, 1, r + 1)
-        _show(ax, _tile(out["mean"], 1, n_per_channel))
+        _show(ax, image_grid(out["mean"], 1, n_per_channel, pad=1))
         ax.set_ylabel(f"ch {c}", rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle("Mean images of samples z ~ p(z|c) from each active channel (one row each)")
     return _save(fig, path)
@@ -494,7 +486,7 @@ def plot_channel_manifolds(
         z = m[c] + s[c] * (ab @ axes)
         dec = model.decode(z.astype("float32"), c)
         ax = fig.add_subplot(rows, cols, i + 1)
-        _show(ax, _tile(dec["mean"], grid, grid))
+        _show(ax, image_grid(dec["mean"], grid, grid, pad=1))
         ax.set_title(f"channel {c}", fontsize=9)
     how = (
         f"z = m_c + s_c (a, b), a, b in [-{span:g}, {span:g}]"

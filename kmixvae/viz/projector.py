@@ -31,6 +31,7 @@ import numpy as np
 
 from kmixvae.errors import DataError
 from kmixvae.utils.files import atomic_write, atomic_write_text
+from kmixvae.utils.images import as_float_images
 
 CONFIG_FILENAME = "projector_config.pbtxt"
 METADATA_FILENAME = "metadata.tsv"
@@ -40,15 +41,11 @@ MAX_SPRITE_SIZE = 8192
 
 
 def images_to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 pixels 0-255 to float32 in [0, 1]; float images are only cast."""
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[..., None]
+    """`as_float_images`, with a one-line error for arrays that are not `(N, H, W[, C])`."""
+    images = as_float_images(images)
     if images.ndim != 4:
         raise DataError(f"images must be (N, H, W, C), got shape {images.shape}")
-    if np.issubdtype(images.dtype, np.integer):
-        return images.astype("float32") / 255.0
-    return images.astype("float32")
+    return images
 
 
 def images_to_uint8(images: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kmixvae.viz.grids import image_grid
 from kmixvae.viz.projector import images_to_float
 
 RECONSTRUCTION_TAG = "reconstructions"
@@ -28,19 +29,6 @@ def _to_rgb_or_gray(images: np.ndarray) -> np.ndarray:
     if images.shape[-1] in (1, 3, 4):
         return images
     return images[..., :1]
-
-
-def image_grid(images: np.ndarray, cols: int | None = None, pad: int = 1) -> np.ndarray:
-    """Tiles `(N, H, W, C)` images into one `(rows*(H+pad)-pad, cols*(W+pad)-pad, C)` image."""
-    images = np.asarray(images, "float32")
-    n, h, w, c = images.shape
-    cols = cols or max(1, math.ceil(math.sqrt(n)))
-    rows = max(1, math.ceil(n / cols))
-    grid = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad, c), "float32")
-    for i, img in enumerate(images):
-        r, col = divmod(i, cols)
-        grid[r * (h + pad) : r * (h + pad) + h, col * (w + pad) : col * (w + pad) + w] = img
-    return grid
 
 
 def reconstruction_grid(model, images: np.ndarray, n: int = 16) -> np.ndarray:
@@ -59,13 +47,21 @@ def reconstruction_grid(model, images: np.ndarray, n: int = 16) -> np.ndarray:
         sigma = np.asarray(out["sigma"], "float32")
         panels.append(sigma / max(float(sigma.max()), 1e-12))
     tiles = np.stack(panels, axis=1).reshape((-1,) + x.shape[1:])
-    return np.clip(image_grid(tiles, cols=len(panels)), 0.0, 1.0)
+    return np.clip(image_grid(tiles, cols=len(panels), pad=1), 0.0, 1.0)
 
 
 def sample_grids(model, n: int = 16, seed: int = 0) -> dict[int, np.ndarray]:
     """A grid of `n` prior samples (decoded means) for each active channel."""
     return {
-        int(c): np.clip(image_grid(model.sample(n, channel=int(c), seed=seed)["mean"]), 0.0, 1.0)
+        int(c): np.clip(
+            image_grid(
+                model.sample(n, channel=int(c), seed=seed)["mean"],
+                cols=max(1, math.ceil(math.sqrt(n))),
+                pad=1,
+            ),
+            0.0,
+            1.0,
+        )
         for c in model.active_channels
     }
 

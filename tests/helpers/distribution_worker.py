@@ -35,7 +35,11 @@ from kmixvae.training.distribution import configure_distribution  # noqa: E402
 root = Path(__file__).resolve().parents[2]
 config = load_config(
     root / "configs" / "smoke.json",
-    [f"distribution.strategy={strategy}", f"precision={precision}", "loss.diversity_weight=-3.0"],
+    [
+        f"distribution.strategy={strategy}",
+        f"precision={precision}",
+        "loss.usage_entropy.weight=-3.0",
+    ],
 )
 dist = configure_distribution(config)
 dist.check_batch_size(config.data.batch_size)

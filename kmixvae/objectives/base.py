@@ -1,0 +1,135 @@
+"""What every clustering objective is: a weighted term on the channel posteriors q(c|x).
+
+An objective is a small, serialisable part that `MixtureVAE` composes from a
+list. It declares the config section that sets it up (`section`, `Config`),
+the views of the batch whose posteriors it reads (`views`), the metrics it
+logs (`metrics`) and, through its config, its weight and the epoch it starts
+at. Registering it (`@register_objective`) is all it takes for the config to
+accept `loss.<section>` and for `build_model` to compose it.
+
+Views are (B, K) posteriors q(c|.) with locked channels exactly 0:
+    "x":         the batch itself,
+    "augmented": a random rotation and shift of the batch (`ViewAugmentation`),
+    "neighbor":  an augmented neighbour of each image (needs `data.neighbors`).
+
+Example:
+
+```python
+@dataclass
+class ConstantConfig(ObjectiveConfig):
+    value: float = option(1.0)
+
+@register_objective
+class Constant(Objective):
+    section = "constant"
+    Config = ConstantConfig
+    metrics = ("constant",)
+
+    def term(self, q):
+        c = ops.convert_to_tensor(self.value)
+        return c, {"constant": c}
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+import keras
+
+from kmixvae.config_fields import Switch, only_unless, option
+
+VIEWS = ("x", "augmented", "neighbor")
+AUGMENTED_VIEWS = ("augmented", "neighbor")
+
+OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+@dataclass
+class ObjectiveConfig:
+    """Keys every objective section has; its other keys are used only while `weight` is not 0."""
+
+    SWITCH: ClassVar[Switch] = only_unless("weight", 0.0)
+    weight: float = option(0.0, lo=0.0, doc="weight of the term in the loss (0 = off)")
+    start_epoch: int = option(0, lo=0, doc="the term is on from this epoch (0-based)")
+
+
+def setting_names(config_class) -> list[str]:
+    """The keys of an objective's config section, in order."""
+    return [f.name for f in dataclasses.fields(config_class)]
+
+
+def register_objective(cls):
+    """Registers an objective class under its config section (and with Keras' serialiser)."""
+    if not cls.section or cls.section in ("elbo", "augment"):
+        raise ValueError(f"{cls.__name__}: section {cls.section!r} is not a free section name")
+    for view in cls.views:
+        if view not in VIEWS:
+            raise ValueError(f"{cls.__name__}: unknown view {view!r} (allowed: {', '.join(VIEWS)})")
+    OBJECTIVES[cls.section] = cls
+    return keras.saving.register_keras_serializable(package="kmixvae")(cls)
+
+
+class Objective:
+    """Base class of a clustering objective; subclasses set the class attributes and `term`.
+
+    Args:
+        weight: float. Weight of the term in the loss.
+        start_epoch: int. The term is on from this epoch (0-based).
+        **settings: the other keys of the objective's config section.
+    """
+
+    section: ClassVar[str] = ""
+    Config: ClassVar[type] = ObjectiveConfig
+    views: ClassVar[tuple[str, ...]] = ()
+    metrics: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, weight, start_epoch=0, **settings):
+        self.weight = float(weight)
+        self.start_epoch = int(start_epoch)
+        names = [f for f in setting_names(self.Config) if f not in ("weight", "start_epoch")]
+        unknown = sorted(set(settings) - set(names))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unknown setting {unknown[0]!r}")
+        defaults = self.Config()
+        for name in names:
+            setattr(self, name, settings.get(name, getattr(defaults, name)))
+        self.active = self.start_epoch == 0
+
+    def is_on_at(self, epoch: int) -> bool:
+        """Whether the term is trained in (0-based) `epoch`."""
+        return epoch >= self.start_epoch
+
+    def term(self, q: dict):
+        """The unweighted term and its metrics.
+
+        Args:
+            q: dict from view name (`views`, and always "x") to the (B, K)
+                posteriors of that view.
+
+        Returns:
+            (scalar tensor, dict from each name in `metrics` to a scalar tensor).
+        """
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {name: getattr(self, name) for name in setting_names(self.Config)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.get_config()})"
+
+
+def objectives_from_config(loss_config) -> list[Objective]:
+    """The objectives a `loss` config section turns on (weight not 0), in registration order."""
+    out = []
+    for name, cls in OBJECTIVES.items():
+        settings = getattr(loss_config, name)
+        if settings.weight != 0:
+            out.append(cls(**{f: getattr(settings, f) for f in setting_names(cls.Config)}))
+    return out
