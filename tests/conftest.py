@@ -18,3 +18,17 @@ def mnist10k_dir() -> Path:
     if not all((MNIST10K_DIR / name).is_file() for name in needed):
         pytest.skip(f"real MNIST not found at {MNIST10K_DIR} (needs {', '.join(needed)})")
     return MNIST10K_DIR
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _judge_cache_in_tmp(tmp_path_factory):
+    """Generation judges trained by the tests are cached in a temporary folder, not in ~/.cache."""
+    import os
+
+    old = os.environ.get("KMIXVAE_CACHE_DIR")
+    os.environ["KMIXVAE_CACHE_DIR"] = str(tmp_path_factory.mktemp("kmixvae_cache"))
+    yield
+    if old is None:
+        os.environ.pop("KMIXVAE_CACHE_DIR", None)
+    else:
+        os.environ["KMIXVAE_CACHE_DIR"] = old

@@ -242,6 +242,43 @@ def test_evaluate(trained, tmp_path):
     assert "accuracy" in metrics
     assert 0.0 <= metrics["accuracy"] <= 1.0
     assert str(out_json) in out
+    # Generation metrics, judged by a classifier of the run's training split.
+    gen = metrics["generation"]
+    assert gen["judge"]["source"] == "train" and gen["judge"]["train_images"] > 0
+    assert gen["n_per_channel"] == 200
+    for key in ("sample_consistency", "recon_consistency", "judge_accuracy"):
+        assert 0.0 <= metrics[key] <= 1.0 and metrics[key] == gen[key]
+    assert metrics["judge_accuracy"] > 0.9  # three easy patterns
+    assert "sample consistency" in out and "recon consistency" in out
+    active = [ch for ch in metrics["channels"] if ch["active"]]
+    assert all(0.0 <= ch["sample_consistency"] <= 1.0 for ch in active)
+
+
+def test_evaluate_judge_options(trained, tmp_path):
+    out_json = tmp_path / "m.json"
+    run_cli(
+        "evaluate",
+        trained["run"],
+        "--iwae-samples",
+        1,
+        "--samples-per-channel",
+        0,
+        "--out",
+        out_json,
+    )
+    assert "generation" not in json.loads(out_json.read_text())
+    # The judge may not learn from the images it scores: one error line, nothing written.
+    bad = tmp_path / "bad.json"
+    result, out, err = run_cli(
+        "evaluate", trained["run"], "--judge-split", "test", "--out", bad, expect=None
+    )
+    assert_one_error_line(result, out, err, "--judge-split 'test'", "judge's training images")
+    assert not bad.exists()
+    result, out, err = run_cli(
+        "evaluate", trained["run"], "--judge-split", "train[:10", "--out", bad, expect=None
+    )
+    assert_one_error_line(result, out, err, "train[:10")
+    assert not bad.exists()
 
 
 def test_visualize(trained, tmp_path):

@@ -249,6 +249,29 @@ def load_or_train_judge(
     return judge
 
 
+def check_disjoint(train_images, eval_images, max_shared: float = 0.01) -> None:
+    """Raises `ValueError` when the judge's images overlap the evaluated ones.
+
+    Images are compared exactly (by their bytes after conversion to [0, 1]
+    floats); a data set's own rare duplicates are tolerated up to
+    `max_shared` of the evaluated images.
+
+    Args:
+        train_images: the judge's training images.
+        eval_images: the evaluated images.
+        max_shared: float. Largest tolerated share of evaluated images that
+            also appear among the training images.
+    """
+    seen = {row.tobytes() for row in _as_flat_floats(train_images)}
+    evaluated = _as_flat_floats(eval_images)
+    shared = sum(row.tobytes() in seen for row in evaluated)
+    if shared > max_shared * len(evaluated):
+        raise ValueError(
+            f"{shared} of the {len(evaluated)} evaluated images are among the judge's "
+            "training images"
+        )
+
+
 def _channel_seed(seed: int, channel: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(channel)]).generate_state(1)[0] >> 1)
 
@@ -350,6 +373,7 @@ __all__ = [
     "JUDGE_DEFAULTS",
     "Judge",
     "UNMATCHED_NOTE",
+    "check_disjoint",
     "default_judge_cache_dir",
     "generation_metrics",
     "judge_fingerprint",

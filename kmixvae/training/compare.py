@@ -17,7 +17,18 @@ METRIC_KEYS = (
     ("val_cluster_acc", ("final", "val_cluster_acc")),
     ("train_seconds", ("final", "train_seconds")),
 )
-EVAL_KEYS = ("accuracy", "nmi", "ari", "specialised_count", "nelbo", "iwae_log_px", "recon_mse")
+EVAL_KEYS = (
+    "accuracy",
+    "nmi",
+    "ari",
+    "specialised_count",
+    "nelbo",
+    "iwae_log_px",
+    "recon_mse",
+    "sample_consistency",
+    "recon_consistency",
+    "judge_accuracy",
+)
 
 
 def _flatten(d, prefix=""):
