@@ -272,6 +272,45 @@ def check_disjoint(train_images, eval_images, max_shared: float = 0.01) -> None:
         )
 
 
+def end_of_run_generation(
+    model, data, source: str, seed: int = 0, n_per_channel: int = 200
+) -> dict:
+    """Generation metrics of a finished fit, for its `metrics.json`.
+
+    The judge learns from the run's training images and labels (cached in
+    `default_judge_cache_dir()`), and scores the validation split; labels
+    train nothing else.
+
+    Args:
+        model: the trained `MixtureVAE`.
+        data: the run's `DataBundle` (with validation images and labels).
+        source: the training split's name (recorded with the judge).
+        seed: int. Seed of the judge and of the prior draws.
+        n_per_channel: int. Prior draws per active channel.
+
+    Returns:
+        The `generation_metrics` dict, or `{"skipped": reason}` when the
+        run has no validation split or it shares images with the training
+        split.
+    """
+    if data.val_images is None or data.val_labels is None or len(data.val_images) == 0:
+        return {"skipped": "no validation split to score"}
+    try:
+        check_disjoint(data.train_images, data.val_images)
+    except ValueError as e:
+        return {"skipped": f"validation split vs training split: {e}"}
+    judge = load_or_train_judge(
+        data.train_images,
+        data.train_labels,
+        seed=seed,
+        source=source,
+        cache_dir=default_judge_cache_dir(),
+    )
+    return generation_metrics(
+        model, judge, data.val_images, data.val_labels, n_per_channel=n_per_channel, seed=seed
+    )
+
+
 def _channel_seed(seed: int, channel: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(channel)]).generate_state(1)[0] >> 1)
 
@@ -375,6 +414,7 @@ __all__ = [
     "UNMATCHED_NOTE",
     "check_disjoint",
     "default_judge_cache_dir",
+    "end_of_run_generation",
     "generation_metrics",
     "judge_fingerprint",
     "load_or_train_judge",

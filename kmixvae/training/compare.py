@@ -16,6 +16,8 @@ METRIC_KEYS = (
     ("val_recon", ("best", "values", "val_recon")),
     ("val_cluster_acc", ("final", "val_cluster_acc")),
     ("train_seconds", ("final", "train_seconds")),
+    ("sample_consistency", ("generation", "sample_consistency")),
+    ("recon_consistency", ("generation", "recon_consistency")),
 )
 EVAL_KEYS = (
     "accuracy",

@@ -321,6 +321,16 @@ def fit_run(
     metrics["fit_wall_seconds_this_session"] = wall
     if curriculum is not None:
         metrics["unlock_events"] = curriculum.events
+    from kmixvae.evaluation.generation import end_of_run_generation
+
+    metrics["generation"] = end_of_run_generation(model, data, config.data.train_split)
+    if "skipped" not in metrics["generation"]:
+        g = metrics["generation"]
+        log(
+            f"generation (final model, {config.data.val_split}): sample consistency "
+            f"{g['sample_consistency']:.3f}, recon consistency {g['recon_consistency']:.3f} "
+            f"(judge {g['judge_accuracy']:.3f})"
+        )
     atomic_write_text(path / "metrics.json", json.dumps(metrics, indent=2) + "\n")
 
     from kmixvae.training.callbacks import save_model_atomic
