@@ -135,7 +135,7 @@ def test_channel_samples_rows_show_their_share(tmp_path, monkeypatch):
     )
     assert path.is_file()
     assert drawn["labels"] == ["ch 0\n7: 0.93", "ch 2\nno label: 0.00"]
-    assert "200 draws" in drawn["title"]
+    assert "200 prior draws" in drawn["title"]
     # Without generation metrics, the rows carry the channel only.
     figures.plot_channel_samples(model, tmp_path / "t.png", n_per_channel=4)
     assert drawn["labels"] == ["ch 0", "ch 2"]

@@ -461,8 +461,8 @@ def plot_channel_samples(
     title = "Mean images of samples z ~ p(z|c) from each active channel (one row each)"
     if generation:
         title += (
-            f"\nrow label: matched label: share of {generation['n_per_channel']} draws the judge "
-            f"names so (all channels {generation['sample_consistency']:.2f})"
+            f"\nunder each channel: its matched digit and the share of {generation['n_per_channel']} "
+            f"prior draws the judge names so (all channels {generation['sample_consistency']:.2f})"
         )
     fig.suptitle(title)
     return _save(fig, path)
