@@ -273,3 +273,21 @@ def test_judge_on_real_mnist(mnist10k_dir):
     judge = train_judge(x_train, y_train, seed=0, epochs=10)
     assert judge.holdout_accuracy > 0.85
     assert judge.accuracy(x_eval, y_eval) > 0.9
+
+
+def test_end_of_run_generation_skips_what_it_cannot_judge(judge, eval_set):
+    from kmixvae.data.pipeline import DataBundle
+
+    x, y = eval_set
+    model = FakeModel(IDENTITY, IDENTITY)
+    y_train = np.arange(400) % NUM_CLASSES
+    x_train = class_images(y_train, seed=11)
+    no_val = DataBundle(train_images=x_train, train_labels=y_train)
+    assert "no validation" in gen.end_of_run_generation(model, no_val, "train")["skipped"]
+    same = DataBundle(x_train, y_train, val_images=x_train, val_labels=y_train)
+    assert "judge's training images" in gen.end_of_run_generation(model, same, "t")["skipped"]
+    one_label = DataBundle(x_train, np.zeros_like(y_train), val_images=x, val_labels=y)
+    assert "two labels" in gen.end_of_run_generation(model, one_label, "t")["skipped"]
+    ok = DataBundle(x_train, y_train, val_images=x, val_labels=y)
+    m = gen.end_of_run_generation(model, ok, "train", n_per_channel=20)
+    assert m["judge"]["source"] == "train" and m["sample_consistency"] > 0.9

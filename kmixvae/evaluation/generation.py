@@ -290,8 +290,8 @@ def end_of_run_generation(
 
     Returns:
         The `generation_metrics` dict, or `{"skipped": reason}` when the
-        run has no validation split or it shares images with the training
-        split.
+        run has no validation split, it shares images with the training
+        split, or the training labels cannot train a judge.
     """
     if data.val_images is None or data.val_labels is None or len(data.val_images) == 0:
         return {"skipped": "no validation split to score"}
@@ -299,13 +299,16 @@ def end_of_run_generation(
         check_disjoint(data.train_images, data.val_images)
     except ValueError as e:
         return {"skipped": f"validation split vs training split: {e}"}
-    judge = load_or_train_judge(
-        data.train_images,
-        data.train_labels,
-        seed=seed,
-        source=source,
-        cache_dir=default_judge_cache_dir(),
-    )
+    try:
+        judge = load_or_train_judge(
+            data.train_images,
+            data.train_labels,
+            seed=seed,
+            source=source,
+            cache_dir=default_judge_cache_dir(),
+        )
+    except ValueError as e:  # e.g. a training split of one label: nothing to judge with
+        return {"skipped": str(e)}
     return generation_metrics(
         model, judge, data.val_images, data.val_labels, n_per_channel=n_per_channel, seed=seed
     )
