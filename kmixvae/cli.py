@@ -192,12 +192,8 @@ def fit(config_file, overrides, data_dir, run_dir, resume, verbose):
 # --------------------------------------------------------------------------- inference
 
 
-def _model_and_data(model_path, data_dir, split, dataset=None):
-    """Loads a model and the images/labels of `split` (a run's own data by default)."""
-    from kmixvae.data import load_split
-    from kmixvae.training.fit import load_model_file
-
-    model = load_model_file(model_path)
+def _data_config(model_path, data_dir, dataset=None):
+    """The data config of a run (defaults for a model file), with --data-dir/--dataset applied."""
     cfg = config_lib.Config()
     run_config = Path(model_path) / "config.json"
     if Path(model_path).is_dir() and run_config.is_file():
@@ -209,6 +205,50 @@ def _model_and_data(model_path, data_dir, split, dataset=None):
         )
     elif dataset is not None:
         data = config_lib.DataConfig(**{**vars(data), "name": dataset, "source": "tfds"})
+    return data
+
+
+def _judge(model_path, data_dir, dataset, judge_split, eval_images, eval_split):
+    """The generation judge, trained (or read from its cache) on `judge_split`.
+
+    Default split: the run's `data.train_split`. Its labels only train the
+    judge, never the model; a split sharing images with the evaluated one
+    is an error.
+    """
+    from kmixvae.data import load_split
+    from kmixvae.evaluation.generation import (
+        check_disjoint,
+        default_judge_cache_dir,
+        load_or_train_judge,
+    )
+
+    data = _data_config(model_path, data_dir, dataset)
+    judge_split = judge_split or data.train_split
+    images, labels = load_split(data, judge_split)
+    if tuple(images.shape[1:]) != tuple(eval_images.shape[1:]):
+        raise DataError(
+            f"--judge-split {judge_split!r} has images of shape {tuple(images.shape[1:])}, "
+            f"the evaluated split {tuple(eval_images.shape[1:])}"
+        )
+    try:
+        check_disjoint(images, eval_images)
+    except ValueError as e:
+        raise DataError(
+            f"--judge-split {judge_split!r} vs --split {eval_split!r}: {e}; "
+            "train the judge on another split"
+        ) from None
+    return load_or_train_judge(
+        images, labels, seed=0, source=judge_split, cache_dir=default_judge_cache_dir()
+    )
+
+
+def _model_and_data(model_path, data_dir, split, dataset=None):
+    """Loads a model and the images/labels of `split` (a run's own data by default)."""
+    from kmixvae.data import load_split
+    from kmixvae.training.fit import load_model_file
+
+    model = load_model_file(model_path)
+    data = _data_config(model_path, data_dir, dataset)
     split = split or data.val_split or data.train_split
     images, labels = load_split(data, split)
     if tuple(images.shape[1:]) != tuple(model.decoder.image_shape):
@@ -246,16 +286,50 @@ def _out_file(path, suffix):
 @click.option("--usage-min", default=0.02, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--purity-min", default=0.80, show_default=True, type=click.FloatRange(0, 1))
 @click.option(
+    "--judge-split",
+    default=None,
+    help="Labelled split the generation judge (a digit classifier) learns from; it must not "
+    "share images with --split (default: the run's data.train_split).",
+)
+@click.option(
+    "--samples-per-channel",
+    default=200,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Prior draws per active channel scored by the judge (0: no generation metrics).",
+)
+@click.option(
     "--out", type=click.Path(), help="metrics JSON (default: <run>/eval_metrics.json for a run)."
 )
-def evaluate(model_path, data_dir, dataset, split, iwae_samples, usage_min, purity_min, out):
-    """Clustering, per-channel specialisation and likelihood of a saved model."""
+def evaluate(
+    model_path,
+    data_dir,
+    dataset,
+    split,
+    iwae_samples,
+    usage_min,
+    purity_min,
+    judge_split,
+    samples_per_channel,
+    out,
+):
+    """Clustering, per-channel specialisation, likelihood and generation of a saved model."""
     from kmixvae.evaluation.evaluate import evaluate_model, format_report, write_metrics_json
 
     out_path = _out_file(out, ".json") if out else None
     model, images, labels, split = _model_and_data(model_path, data_dir, split, dataset)
+    judge = None
+    if samples_per_channel:
+        judge = _judge(model_path, data_dir, dataset, judge_split, images, split)
     metrics = evaluate_model(
-        model, images, labels, iwae_samples=iwae_samples, usage_min=usage_min, purity_min=purity_min
+        model,
+        images,
+        labels,
+        iwae_samples=iwae_samples,
+        usage_min=usage_min,
+        purity_min=purity_min,
+        judge=judge,
+        samples_per_channel=samples_per_channel,
     )
     metrics["split"] = split
     click.echo(format_report(metrics))
@@ -273,8 +347,24 @@ def evaluate(model_path, data_dir, dataset, split, iwae_samples, usage_min, puri
     "--out", "out_dir", type=click.Path(file_okay=False), help="Folder (default: <run>/figures)."
 )
 @click.option("--max-points", default=5000, show_default=True, type=click.IntRange(1))
-def visualize(model_path, data_dir, dataset, split, out_dir, max_points):
+@click.option(
+    "--judge-split",
+    default=None,
+    help="Labelled split the judge learns from, for each channel's share in channel_samples.png "
+    "(default: the run's data.train_split).",
+)
+@click.option(
+    "--samples-per-channel",
+    default=200,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Prior draws per channel the judge scores (0: no shares in channel_samples.png).",
+)
+def visualize(
+    model_path, data_dir, dataset, split, out_dir, max_points, judge_split, samples_per_channel
+):
     """Draw every figure of what each channel learned (PNG)."""
+    from kmixvae.evaluation.generation import generation_metrics
     from kmixvae.training.callbacks import read_history_csv
     from kmixvae.viz.figures import make_all_figures
 
@@ -290,7 +380,21 @@ def visualize(model_path, data_dir, dataset, split, out_dir, max_points):
     if Path(model_path).is_dir() and hist_file.is_file():
         rows = read_history_csv(hist_file)
         history = {k: [r.get(k, float("nan")) for r in rows] for k in rows[0]} if rows else None
-    paths = make_all_figures(model, images, labels, out_dir, history=history, max_points=max_points)
+    generation = None
+    if samples_per_channel:
+        judge = _judge(model_path, data_dir, dataset, judge_split, images, split)
+        generation = generation_metrics(
+            model, judge, images, labels, n_per_channel=samples_per_channel
+        )
+    paths = make_all_figures(
+        model,
+        images,
+        labels,
+        out_dir,
+        history=history,
+        max_points=max_points,
+        generation=generation,
+    )
     for p in paths:
         click.echo(f"wrote {p}")
 

@@ -26,3 +26,17 @@ def mnist10k_dir() -> Path:
 def tiny_model():
     """Builds the shared tiny `MixtureVAE`: `tiny_model(image_shape, model={...}, loss={...})`."""
     return build_tiny_model
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _judge_cache_in_tmp(tmp_path_factory):
+    """Generation judges trained by the tests are cached in a temporary folder, not in ~/.cache."""
+    import os
+
+    old = os.environ.get("KMIXVAE_CACHE_DIR")
+    os.environ["KMIXVAE_CACHE_DIR"] = str(tmp_path_factory.mktemp("kmixvae_cache"))
+    yield
+    if old is None:
+        os.environ.pop("KMIXVAE_CACHE_DIR", None)
+    else:
+        os.environ["KMIXVAE_CACHE_DIR"] = old

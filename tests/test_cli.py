@@ -153,6 +153,11 @@ def test_fit_run_files_contents(trained):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 2
     assert metrics["best"]["monitor"] == "val_loss"
+    # The final model's generation, judged by a classifier of the training split.
+    gen = metrics["generation"]
+    assert gen["judge"]["source"] == "train" and gen["n_per_channel"] == 200
+    assert 0.0 <= gen["sample_consistency"] <= 1.0 and 0.0 <= gen["recon_consistency"] <= 1.0
+    assert "sample consistency" in trained["out"]
     state = json.loads((run / "checkpoints" / "last.json").read_text())
     assert state["epochs_done"] == 2
     assert state["iterations"] == 2 * (N_TRAIN // BATCH)
@@ -257,6 +262,43 @@ def test_evaluate(trained, tmp_path):
     assert "accuracy" in metrics
     assert 0.0 <= metrics["accuracy"] <= 1.0
     assert str(out_json) in out
+    # Generation metrics, judged by a classifier of the run's training split.
+    gen = metrics["generation"]
+    assert gen["judge"]["source"] == "train" and gen["judge"]["train_images"] > 0
+    assert gen["n_per_channel"] == 200
+    for key in ("sample_consistency", "recon_consistency", "judge_accuracy"):
+        assert 0.0 <= metrics[key] <= 1.0 and metrics[key] == gen[key]
+    assert metrics["judge_accuracy"] > 0.9  # three easy patterns
+    assert "sample consistency" in out and "recon consistency" in out
+    active = [ch for ch in metrics["channels"] if ch["active"]]
+    assert all(0.0 <= ch["sample_consistency"] <= 1.0 for ch in active)
+
+
+def test_evaluate_judge_options(trained, tmp_path):
+    out_json = tmp_path / "m.json"
+    run_cli(
+        "evaluate",
+        trained["run"],
+        "--iwae-samples",
+        1,
+        "--samples-per-channel",
+        0,
+        "--out",
+        out_json,
+    )
+    assert "generation" not in json.loads(out_json.read_text())
+    # The judge may not learn from the images it scores: one error line, nothing written.
+    bad = tmp_path / "bad.json"
+    result, out, err = run_cli(
+        "evaluate", trained["run"], "--judge-split", "test", "--out", bad, expect=None
+    )
+    assert_one_error_line(result, out, err, "--judge-split 'test'", "judge's training images")
+    assert not bad.exists()
+    result, out, err = run_cli(
+        "evaluate", trained["run"], "--judge-split", "train[:10", "--out", bad, expect=None
+    )
+    assert_one_error_line(result, out, err, "train[:10")
+    assert not bad.exists()
 
 
 def test_visualize(trained, tmp_path):
@@ -383,6 +425,7 @@ def test_resume_of_a_finished_run_changes_nothing(resumed):
 
 def test_compare(trained, resumed, tmp_path):
     out_csv = tmp_path / "out.csv"
+    run_cli("evaluate", resumed["run"], "--iwae-samples", 1)  # writes <run>/eval_metrics.json
     _, out, _ = run_cli("compare", trained["run"], resumed["run"], "--csv", out_csv)
     assert trained["run"].name in out and resumed["run"].name in out
     with open(out_csv, newline="") as f:
@@ -391,6 +434,10 @@ def test_compare(trained, resumed, tmp_path):
     assert table["training.epochs"] == ["2", "3"]
     assert table["curriculum.enabled"] == ["False", "True"]
     assert "val_loss" in table
+    for key in ("sample_consistency", "recon_consistency"):  # from metrics.json
+        assert all(0.0 <= float(v) <= 1.0 for v in table[key])
+    for key in ("sample_consistency", "recon_consistency", "judge_accuracy"):
+        assert table[f"eval {key}"][0] == "-" and 0.0 <= float(table[f"eval {key}"][1]) <= 1.0
     assert "output.runs_dir" not in table and "model.num_channels" not in table
 
 

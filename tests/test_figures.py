@@ -99,3 +99,37 @@ def test_training_curves_from_csv(tmp_path):
     assert h["epoch"] == [0.0, 1.0, 2.0] and h["val_loss"] == HISTORY["val_loss"]
     path = plot_training_curves(csv_path, tmp_path / "curves.png")
     assert path.stat().st_size > 2000
+
+
+def test_channel_samples_rows_show_their_share(tmp_path, monkeypatch):
+    from kmixvae.viz import figures
+
+    model = tiny_model((28, 28, 1))
+    model.set_active_channels([0, 2])
+    generation = {
+        "n_per_channel": 200,
+        "sample_consistency": 0.5,
+        "channels": [
+            {"channel": 0, "active": True, "matched_label": 7, "sample_consistency": 0.93},
+            {"channel": 1, "active": False, "matched_label": None, "sample_consistency": None},
+            {"channel": 2, "active": True, "matched_label": None, "sample_consistency": 0.0},
+        ],
+    }
+    drawn = {}
+    save = figures._save
+
+    def record(fig, path):  # _save clears the figure: read it first
+        drawn["labels"] = [ax.get_ylabel() for ax in fig.axes]
+        drawn["title"] = fig._suptitle.get_text()
+        return save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", record)
+    path = figures.plot_channel_samples(
+        model, tmp_path / "s.png", n_per_channel=4, generation=generation
+    )
+    assert path.is_file()
+    assert drawn["labels"] == ["ch 0\n7: 0.93", "ch 2\nno label: 0.00"]
+    assert "200 prior draws" in drawn["title"]
+    # Without generation metrics, the rows carry the channel only.
+    figures.plot_channel_samples(model, tmp_path / "t.png", n_per_channel=4)
+    assert drawn["labels"] == ["ch 0", "ch 2"]

@@ -46,6 +46,14 @@ def test_study_runs_reports_and_resumes(study, tmp_path, capsys):
     report = (tmp_path / "docs" / "study_tiny.md").read_text()
     assert "| smoke | 1 |" in report and f"--grid {path}" in report
     assert "`study_runs/tiny/smoke__seed0`" in report
+    # Generation metrics: columns in both tables, judged on the training split.
+    assert "| sample consistency | recon consistency | judge acc |" in report
+    ev = json.loads((run / "eval_metrics.json").read_text())
+    assert ev["generation"]["judge"]["source"] == "train"
+    shares = " ".join(
+        f"{ch['channel']}:{ch['sample_consistency']:.2f}" for ch in ev["generation"]["channels"]
+    )
+    assert shares.split()[0] in report
     for name in ("accuracy_vs_time.png", "smoke/core/model_reconstructions.png"):
         assert (tmp_path / "docs" / "study_tiny" / name).is_file()
         assert f"(study_tiny/{name})" in report

@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 from scipy.special import logsumexp
 
+from kmixvae.evaluation.generation import generation_metrics
 from kmixvae.evaluation.metrics import (
     ari,
     channel_report,
@@ -142,6 +143,8 @@ def evaluate_model(
     purity_min: float = 0.8,
     seed: int = 0,
     max_decodes: int = 4096,
+    judge=None,
+    samples_per_channel: int = 200,
 ) -> dict:
     """Evaluates a `MixtureVAE` on labelled images, streamed in batches.
 
@@ -159,7 +162,12 @@ def evaluate_model(
       joint samples (c, z) per image (`iwae_estimator` describes it);
     - `bits_per_dim` = -iwae_log_px / (D ln 2), only for a discrete
       likelihood (Bernoulli head); None for Gaussian densities;
-    - `recon_mse`: mean squared error of `model.reconstruct`'s mean image.
+    - `recon_mse`: mean squared error of `model.reconstruct`'s mean image;
+    - with a `judge` (see `kmixvae.evaluation.generation`): `generation`
+      (the whole `generation_metrics` result) and, at the top level,
+      `sample_consistency`, `recon_consistency`, `judge_accuracy` and
+      `judge_holdout_accuracy`; each channel entry gains its
+      `sample_consistency` and `matched_label`.
 
     Every likelihood number is on the scale named by `likelihood_scale`
     (the head's `likelihood`): Gaussian densities are continuous and can be
@@ -176,6 +184,10 @@ def evaluate_model(
         seed: int. Seed of the IWAE samples.
         max_decodes: int. Most images decoded in one decoder call by the
             IWAE bound.
+        judge: a `Judge` trained on another split, or None (no generation
+            metrics).
+        samples_per_channel: int. Prior draws per active channel scored by
+            the judge.
 
     Returns:
         dict of JSON-ready numbers, lists and strings.
@@ -241,6 +253,21 @@ def evaluate_model(
     else:
         bpd = None
         bpd_note = "not reported: the likelihood is a continuous density, not a discrete one"
+    generation = {}
+    if judge is not None:
+        gen = generation_metrics(
+            model, judge, images, labels, n_per_channel=samples_per_channel, seed=seed
+        )
+        for ch, g in zip(report["channels"], gen["channels"]):
+            ch["sample_consistency"] = g["sample_consistency"]
+            ch["matched_label"] = g["matched_label"]
+        generation = {
+            "sample_consistency": gen["sample_consistency"],
+            "recon_consistency": gen["recon_consistency"],
+            "judge_accuracy": gen["judge_accuracy"],
+            "judge_holdout_accuracy": gen["judge_holdout_accuracy"],
+            "generation": gen,
+        }
     return {
         "num_images": int(n),
         "image_shape": [int(s) for s in images.shape[1:]],
@@ -267,6 +294,7 @@ def evaluate_model(
         "bits_per_dim": bpd,
         "bits_per_dim_note": bpd_note,
         "recon_mse": mean["recon_mse"],
+        **generation,
         "batch_size": int(batch_size),
         "seed": int(seed),
         "elapsed_s": round(time.perf_counter() - start_time, 3),
@@ -327,6 +355,29 @@ def format_report(metrics: dict) -> str:
         f"  bits/dim {_fmt(m['bits_per_dim'])} ({m['bits_per_dim_note']})",
         f"  reconstruction MSE (mean image) {_fmt(m['recon_mse'], 5)}",
     ]
+    if m.get("generation"):
+        g = m["generation"]
+        j = g["judge"]
+        lines += [
+            "",
+            f"Generation (judged by an MLP trained on {j['source'] or 'another split'}: "
+            f"{j['train_images']} images, {_fmt(j['holdout_accuracy'], 3)} on its held-out share, "
+            f"{_fmt(g['judge_accuracy'], 3)} on these images)",
+            f"  sample consistency {_fmt(g['sample_consistency'], 3)} "
+            f"({g['n_per_channel']} prior draws per active channel named as its matched label; "
+            f"matched channels only {_fmt(g['sample_consistency_matched'], 3)})",
+            f"  recon consistency {_fmt(g['recon_consistency'], 3)} "
+            f"(reconstructions named as the original's label)",
+            "  per channel: "
+            + "  ".join(
+                f"{ch['channel']}:{_fmt(ch['sample_consistency'], 2)}"
+                f"{'' if ch['matched_label'] is None else '(' + str(ch['matched_label']) + ')'}"
+                for ch in g["channels"]
+                if ch["active"]
+            ),
+        ]
+        if g["unmatched_channels"]:
+            lines.append(f"  unmatched channels (score 0): {g['unmatched_channels']}")
     return "\n".join(lines)
 
 

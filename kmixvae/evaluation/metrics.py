@@ -79,6 +79,31 @@ def clustering_accuracy(labels, assignments) -> float:
     return float(counts[rows, cols].sum() / counts.sum())
 
 
+def cluster_label_matching(labels, assignments) -> dict:
+    """The one-to-one mapping of clusters to labels that `clustering_accuracy` scores.
+
+    The same Hungarian matching on the same contingency table: a cluster
+    that owns no image, or that loses its label to another cluster (more
+    clusters than labels), is absent from the result.
+
+    Args:
+        labels: `(N,)` true labels.
+        assignments: `(N,)` cluster ids.
+
+    Returns:
+        dict `{cluster id: label}` (python scalars).
+
+    Example:
+
+    ```python
+    cluster_label_matching([0, 0, 1, 1], [5, 5, 3, 3])  # {3: 1, 5: 0}
+    ```
+    """
+    counts, clusters, classes = contingency(labels, assignments)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return {clusters[r].item(): classes[c].item() for r, c in zip(rows, cols)}
+
+
 def purity(labels, assignments) -> float:
     """Many-to-one accuracy: each cluster is mapped to its majority label.
 
@@ -217,6 +242,7 @@ def channel_report(
 __all__ = [
     "ari",
     "channel_report",
+    "cluster_label_matching",
     "clustering_accuracy",
     "contingency",
     "nmi",

@@ -16,8 +16,21 @@ METRIC_KEYS = (
     ("val_recon", ("best", "values", "val_recon")),
     ("val_cluster_acc", ("final", "val_cluster_acc")),
     ("train_seconds", ("final", "train_seconds")),
+    ("sample_consistency", ("generation", "sample_consistency")),
+    ("recon_consistency", ("generation", "recon_consistency")),
 )
-EVAL_KEYS = ("accuracy", "nmi", "ari", "specialised_count", "nelbo", "iwae_log_px", "recon_mse")
+EVAL_KEYS = (
+    "accuracy",
+    "nmi",
+    "ari",
+    "specialised_count",
+    "nelbo",
+    "iwae_log_px",
+    "recon_mse",
+    "sample_consistency",
+    "recon_consistency",
+    "judge_accuracy",
+)
 
 
 def _flatten(d, prefix=""):

@@ -24,6 +24,7 @@ from kmixvae.data import load_datasets
 from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
 from kmixvae.data.pipeline import make_neighbor_dataset
 from kmixvae.errors import ConfigError, ModelFileError, TrainingError
+from kmixvae.evaluation.generation import end_of_run_generation
 from kmixvae.models import MixtureVAE  # registers every kmixvae class for load_model
 from kmixvae.models.factory import build_model
 from kmixvae.models.learning_rate_schedule import PhasedLearningRate
@@ -34,6 +35,7 @@ from kmixvae.training.distribution import configure_distribution
 from kmixvae.utils.files import atomic_write_text
 from kmixvae.utils.images import as_float_images
 from kmixvae.viz.projector import export_projector
+from kmixvae.viz.report import write_report
 from kmixvae.viz.tensorboard_images import write_image_summaries
 
 RUN_MARKER = "config.json"
@@ -334,6 +336,14 @@ def _finish(config, model, data, callbacks, wall, path, log) -> RunResult:
     curriculum = checkpointer.gate.curriculum
     if curriculum is not None:
         metrics["unlock_events"] = curriculum.events
+    metrics["generation"] = end_of_run_generation(model, data, config.data.train_split)
+    if "skipped" not in metrics["generation"]:
+        g = metrics["generation"]
+        log(
+            f"generation (final model, {config.data.val_split}): sample consistency "
+            f"{g['sample_consistency']:.3f}, recon consistency {g['recon_consistency']:.3f} "
+            f"(judge {g['judge_accuracy']:.3f})"
+        )
     atomic_write_text(path / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     cb.save_model_atomic(model, path / "model.keras")
     saved = Path(config.output.saved_model or f"saved_models/{config.name}.keras")
@@ -349,8 +359,6 @@ def _finish(config, model, data, callbacks, wall, path, log) -> RunResult:
 
 def _write_report(path: Path, model, data, config, log) -> None:
     """Writes the run's `report.html`; a failure is reported, never fatal to the run."""
-    from kmixvae.viz.report import write_report
-
     has_val = data.num_val > 0 and data.val_labels is not None
     images = data.val_images if has_val else data.train_images
     labels = data.val_labels if has_val else data.train_labels

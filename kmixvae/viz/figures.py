@@ -417,7 +417,17 @@ def plot_reconstructions(
     return _save(fig, path)
 
 
-def plot_channel_samples(model, path: str | Path, n_per_channel: int = 10, seed: int = 0) -> Path:
+def _share_label(entry: dict) -> str:
+    share = entry.get("sample_consistency")
+    if share is None:
+        return ""
+    label = entry.get("matched_label")
+    return f"\n{'no label' if label is None else label}: {share:.2f}"
+
+
+def plot_channel_samples(
+    model, path: str | Path, n_per_channel: int = 10, seed: int = 0, generation=None
+) -> Path:
     """Samples from each active channel's prior p(z|c), one row per channel.
 
     Args:
@@ -425,19 +435,30 @@ def plot_channel_samples(model, path: str | Path, n_per_channel: int = 10, seed:
         path: PNG to write (`mixture/channel_samples.png`).
         n_per_channel: int. Samples per row.
         seed: int. Sampling seed.
+        generation: optional `generation_metrics` result: each row's label
+            then shows the channel's matched label and its sample
+            consistency (the share of its prior draws the judge names so).
 
     Returns:
         The path written.
     """
     chans = model.active_channels
     rows = len(chans)
-    fig = Figure(figsize=(1.0 * n_per_channel + 1.0, 1.0 * rows + 0.8))
+    by_channel = {ch["channel"]: ch for ch in (generation or {}).get("channels", [])}
+    fig = Figure(figsize=(1.0 * n_per_channel + 1.4, 1.0 * rows + 0.8))
     for r, c in enumerate(chans):
         out = model.sample(n_per_channel, channel=c, seed=seed + c)
         ax = fig.add_subplot(rows, 1, r + 1)
         _show(ax, image_grid(out["mean"], 1, n_per_channel, pad=1))
-        ax.set_ylabel(f"ch {c}", rotation=0, ha="right", va="center", fontsize=9)
-    fig.suptitle("Mean images of samples z ~ p(z|c) from each active channel (one row each)")
+        label = f"ch {c}" + _share_label(by_channel.get(c, {}))
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    title = "Mean images of samples z ~ p(z|c) from each active channel (one row each)"
+    if generation:
+        title += (
+            f"\nunder each channel: its matched digit and the share of {generation['n_per_channel']} "
+            f"prior draws the judge names so (all channels {generation['sample_consistency']:.2f})"
+        )
+    fig.suptitle(title)
     return _save(fig, path)
 
 
@@ -566,6 +587,7 @@ def make_all_figures(
     history=None,
     max_points: int = 5000,
     batch_size: int = 256,
+    generation=None,
 ) -> list[Path]:
     """Writes every figure under `out_dir` (the run's `figures/` folder).
 
@@ -578,6 +600,8 @@ def make_all_figures(
             training curves (skipped when None).
         max_points: int. Cap on the points of each point cloud.
         batch_size: int. Images per encoder/decoder batch.
+        generation: optional `generation_metrics` result, shown in the row
+            labels of `channel_samples.png`.
 
     Returns:
         The PNG paths written.
@@ -596,7 +620,7 @@ def make_all_figures(
         plot_reconstructions(
             model, images, out / "core" / "model_reconstructions.png", batch_size=batch_size
         ),
-        plot_channel_samples(model, out / "mixture" / "channel_samples.png"),
+        plot_channel_samples(model, out / "mixture" / "channel_samples.png", generation=generation),
         plot_channel_manifolds(model, out / "mixture" / "channel_manifolds.png", summary=summary),
         plot_channel_usage(summary, out / "mixture" / "channel_usage.png"),
     ]
