@@ -14,6 +14,7 @@ import io
 import json
 import math
 import time
+import zipfile
 from datetime import datetime
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import keras
 
 from kmixvae import config as config_lib
 from kmixvae.errors import ConfigError, ModelFileError, TrainingError
+from kmixvae.training import resume as resume_lib
 from kmixvae.utils.files import atomic_write_text
 
 RUN_MARKER = "config.json"
@@ -151,13 +153,11 @@ def fit_run(
     keras.mixed_precision.set_dtype_policy(config.precision)
     data = load_datasets(config)
     dist.check_batch_size(config.data.batch_size)
+    data.check_batch_fits()
 
     if resume is not None:
         path = check_run_dir(resume)
-        state_file = path / "checkpoints" / "last.json"
-        if not state_file.is_file():
-            raise ModelFileError(f"run {str(path)!r} has no completed epoch to resume from")
-        state = json.loads(state_file.read_text())
+        state = resume_lib.resume_state(path, log)
     else:
         path = new_run_dir(config, run_dir)
         state = None
@@ -169,6 +169,7 @@ def fit_run(
     with dist.scope():
         if state is not None:
             model = load_model_file(ckpt_dir / "last.keras")
+            resume_lib.rebuild_optimizer(model, config, steps)
         else:
             model = build_model(config, data.image_shape)
             model.compile(optimizer=make_optimizer(config, steps))
@@ -284,10 +285,16 @@ def fit_run(
             )
             neighbors = table
         train_ds = make_neighbor_dataset(
-            data.train_images, neighbors, config.data.batch_size, seed=config.seed
+            data.train_images,
+            neighbors,
+            config.data.batch_size,
+            seed=config.seed,
+            repeat=config.training.steps_per_epoch is not None,
         )
     else:
-        train_ds = data.train_dataset(seed=config.seed)
+        train_ds = data.train_dataset(
+            seed=config.seed, repeat=config.training.steps_per_epoch is not None
+        )
     val_ds = data.val_dataset() if has_val else None
     t0 = time.perf_counter()
     try:
@@ -311,10 +318,7 @@ def fit_run(
         raise
     wall = time.perf_counter() - t0
     if nan_guard.failure:
-        raise TrainingError(
-            f"training stopped: {nan_guard.failure}; the last good checkpoint is {ckpt_dir / 'last.keras'} "
-            f"(resume with --resume {path} after lowering training.learning_rate or setting training.clipnorm)"
-        )
+        raise TrainingError(resume_lib.nan_failure_message(nan_guard.failure, path, config))
 
     rows = history.rows
     metrics = summarize_history(rows, monitor)
@@ -419,6 +423,11 @@ def load_model_file(path: str | Path) -> keras.Model:
         raise ModelFileError(f"model file {str(p)!r} does not exist")
     if p.suffix != ".keras":
         raise ModelFileError(f"model file {str(p)!r} is not a .keras file")
+    if not zipfile.is_zipfile(p):  # Keras reports a corrupt archive as "File not found"
+        raise ModelFileError(
+            f"model file {str(p)!r} is not a valid .keras (zip) file "
+            f"({p.stat().st_size} bytes): it is corrupt, truncated or empty"
+        )
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             model = keras.models.load_model(p)
