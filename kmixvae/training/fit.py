@@ -135,7 +135,8 @@ def fit_run(
     Args:
         config: the resolved config (for `resume`, the run's own `config.json`).
         run_dir: folder of a new run (default: under `output.runs_dir`).
-        resume: folder of a run to continue from its last completed epoch.
+        resume: folder of a run to continue from its last completed epoch
+            (see `kmixvae.training.resume`; with none, the run starts again).
         verbose: Keras progress verbosity.
         log: function printing one message.
 
