@@ -526,13 +526,12 @@ def _first_duplicate_key(node: Any, path: str = "") -> str | None:
     """The key path of the first repeated key in parsed JSON, or None."""
     if isinstance(node, _ObjectWithDuplicateKey):
         return f"{path}.{node.duplicate}" if path else node.duplicate
-    children = (
-        node.items()
-        if isinstance(node, dict)
-        else enumerate(node)
-        if isinstance(node, list)
-        else ()
-    )
+    if isinstance(node, dict):
+        children = node.items()
+    elif isinstance(node, list):
+        children = enumerate(node)
+    else:
+        return None
     for key, value in children:
         sub = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
         found = _first_duplicate_key(value, sub)
