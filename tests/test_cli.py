@@ -174,7 +174,9 @@ def test_fit_prints_resolved_config_and_model_block(trained):
     assert "model (as built):" in out
     assert "decoder_conditioning: film" in out
     assert f"backend: {keras.backend.backend()}" in out
-    assert "data.source=npz" in trained["err"]
+    # The --data-dir notice is normal output, printed once; stderr stays for errors.
+    assert out.count("--data-dir: data.source=npz") == 1
+    assert "data.source=npz" not in trained["err"]
     assert f"run folder: {trained['run']}" in out
 
 
