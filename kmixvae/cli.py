@@ -6,16 +6,60 @@ stderr, `error: ...`, and exit code 2, before anything is written.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-import click
+# TensorFlow reads this once, when it is imported: only its errors reach stderr.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kmixvae import config as config_lib
-from kmixvae.errors import ConfigError, DataError, KmixvaeError, ModelFileError
-from kmixvae.utils.images import as_float_images
+import click  # noqa: E402
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and Keras without their start-up lines on stderr.
+
+    TensorFlow's C++ libraries print `WARNING: All log messages before
+    absl::InitializeLog() ...` and the oneDNN notice while they load, whatever
+    TF_CPP_MIN_LOG_LEVEL says. This imports both with file descriptor 2
+    pointed at a temporary file, replays that file if the import fails, and
+    sets absl's Python logging to errors only. With TF_CPP_MIN_LOG_LEVEL set
+    to 0 or 1 by the user, nothing is hidden.
+    """
+    if "tensorflow" not in sys.modules and os.environ["TF_CPP_MIN_LOG_LEVEL"] not in ("0", "1"):
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as capture:
+            os.dup2(capture.fileno(), 2)
+            try:
+                import keras  # noqa: F401
+
+                if importlib.util.find_spec("tensorflow") is not None:
+                    import tensorflow  # noqa: F401
+            except BaseException:
+                os.dup2(saved, 2)
+                capture.seek(0)
+                sys.stderr.write(capture.read().decode(errors="replace"))
+                raise
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+# The config module imports Keras (the objectives are Keras-serialisable): load
+# Keras and TensorFlow now, before any kmixvae import, with their start-up noise
+# kept off stderr.
+import_tensorflow_quietly()
+
+from kmixvae import config as config_lib  # noqa: E402
+from kmixvae.errors import ConfigError, DataError, KmixvaeError, ModelFileError  # noqa: E402
+from kmixvae.utils.images import as_float_images  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 
@@ -73,50 +117,19 @@ def _load(config_path, overrides, data_dir=None) -> config_lib.Config:
             raise ConfigError("data: expected an object")
         data["dir"] = str(data_dir)
         if data.get("source", "tfds") != source:
-            click.echo(f"--data-dir: data.source={source} (local files in {data_dir})", err=True)
+            click.echo(f"--data-dir: data.source={source} (local files in {data_dir})")
             data["source"] = source
     return config_lib.from_dict(raw)
 
 
-def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with the process's stderr closed, once.
-
-    TensorFlow 2.21 writes its C++ start-up notes (oneDNN, CPU features,
-    absl) to file descriptor 2 whatever TF_CPP_MIN_LOG_LEVEL says; they are
-    not for users (`fit --verbose` shows them). Only with the TensorFlow
-    backend and a real stderr; an import error shows later, at the real import.
-    """
-    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" or "tensorflow" in sys.modules:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        try:
-            import tensorflow  # noqa: F401
-        except Exception:
-            pass
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kmixvae")
-def main():
+@click.pass_context
+def main(ctx):
     """kmixvae: mixture-of-VAEs with decentralized latents (Keras 3, TensorFlow or JAX).
 
     Choose the backend with KERAS_BACKEND=tensorflow|jax.
     """
-    ctx = click.get_current_context()
-    if ctx.invoked_subcommand != "config" and "--verbose" not in sys.argv[1:]:
-        _import_tensorflow_quietly()
 
 
 # --------------------------------------------------------------------------- config
@@ -163,16 +176,27 @@ def config_show(config_file, overrides):
     "every metric (default: a few lines, then one short line per epoch).",
 )
 def fit(config_file, overrides, data_dir, run_dir, resume, verbose):
-    """Train a model; write a run folder and saved_models/<name>.keras."""
+    """Train a model; write a run folder and saved_models/<name>.keras.
+
+    With --resume, --set takes only the learning rates, training.clipnorm and
+    training.epochs (recorded in the run folder).
+    """
+    from kmixvae.training import resume as resume_lib
     from kmixvae.training.fit import check_run_dir, fit_run
 
     if resume:
-        if config_file or overrides or run_dir:
+        if config_file or run_dir:
             raise ConfigError(
-                "--resume continues a run with its own config.json: drop --config, --set and --run-dir"
+                "--resume continues a run with its own config.json: drop --config and --run-dir"
             )
+        resume_lib.check_resume_overrides(overrides)
         path = check_run_dir(resume)
-        cfg = _load(path / "config.json", (), data_dir)
+        cfg = _load(path / "config.json", overrides, data_dir)
+        complete = resume_lib.completion_message(path, cfg)
+        if complete:
+            click.echo(complete)
+            return
+        resume_lib.record_resume_overrides(path, overrides)
     else:
         if not config_file:
             raise ConfigError("fit needs --config FILE (or --resume RUN_DIR)")
@@ -440,6 +464,11 @@ def reconstruct(model_path, data_dir, dataset, split, n, out):
 
     out_path = _out_file(out, ".png")
     model, images, _, split = _model_and_data(model_path, data_dir, split, dataset)
+    if n > len(images):
+        raise ConfigError(
+            f"--n: {n} exceeds the {len(images)} images of split {split!r} "
+            f"(use --n {len(images)} or a larger --split)"
+        )
     x = images[:n]
     rec = model.reconstruct(x)
     save_image_grid(

@@ -396,8 +396,24 @@ def check_switched_off(config: Config, node=None, path: str = "") -> None:
                 )
 
 
+def _check_splits(data: DataConfig) -> None:
+    """Split specs follow the TFDS grammar (checked here, before any data is read)."""
+    from kmixvae.data.splits import parse_split
+    from kmixvae.errors import DataError
+
+    for key in ("train_split", "val_split"):
+        spec = getattr(data, key)
+        if key == "val_split" and spec == "":
+            continue  # no validation data
+        try:
+            parse_split(spec)
+        except DataError as e:
+            raise ConfigError(f"data.{key}: {e}") from None
+
+
 def validate(config: Config) -> Config:
     """Checks rules that tie several keys together; returns the config."""
+    _check_splits(config.data)
     m, cur, dec = config.model, config.curriculum, config.model.decoder
     k = m.num_channels
     if dec.sigma_min >= dec.sigma_max:
@@ -540,14 +556,56 @@ def read_json(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {str(p)!r} cannot be read: {e}") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_object_without_duplicates)
     except json.JSONDecodeError as e:
         raise ConfigError(
             f"config file {str(p)!r} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
         ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(p)!r}: the top level must be a JSON object")
+    duplicate = _first_duplicate_key(data)
+    if duplicate is not None:
+        raise ConfigError(
+            f"config file {str(p)!r}: {duplicate}: duplicate key (each key may appear once "
+            "in an object; JSON would silently keep the last one)"
+        )
     return data
+
+
+class _ObjectWithDuplicateKey(dict):
+    """A JSON object in which `duplicate` appeared more than once."""
+
+    duplicate = ""
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    """`object_pairs_hook` that marks an object whose keys repeat (the path is found later)."""
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            marked = _ObjectWithDuplicateKey(pairs)
+            marked.duplicate = key
+            return marked
+        obj[key] = value
+    return obj
+
+
+def _first_duplicate_key(node: Any, path: str = "") -> str | None:
+    """The key path of the first repeated key in parsed JSON, or None."""
+    if isinstance(node, _ObjectWithDuplicateKey):
+        return f"{path}.{node.duplicate}" if path else node.duplicate
+    if isinstance(node, dict):
+        children = node.items()
+    elif isinstance(node, list):
+        children = enumerate(node)
+    else:
+        return None
+    for key, value in children:
+        sub = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
+        found = _first_duplicate_key(value, sub)
+        if found is not None:
+            return found
+    return None
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -406,13 +406,13 @@ def test_get_config_roundtrip_keeps_structure():
 def test_bad_model_files_raise_model_file_error(tmp_path):
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_bytes(b"this is not a zip archive" * 10)
-    with pytest.raises(ModelFileError, match="cannot be loaded"):
+    with pytest.raises(ModelFileError, match=r"not a valid \.keras \(zip\) file \(250 bytes\)"):
         load_model_file(corrupt)
 
     truncated = tmp_path / "truncated.keras"
     with zipfile.ZipFile(truncated, "w") as zf:
         zf.writestr("config.json", "{not json")
-    with pytest.raises(ModelFileError):
+    with pytest.raises(ModelFileError, match="cannot be loaded"):  # a zip, not a Keras archive
         load_model_file(truncated)
 
     plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])

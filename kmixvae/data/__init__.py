@@ -1,5 +1,8 @@
 """Data layer: MNIST-style images from TFDS, IDX files or an .npz, as tf.data pipelines.
 
+The names below are imported on first use, so that `kmixvae.data.splits` (used
+by config validation) does not import TensorFlow.
+
 Example:
 
 ```python
@@ -9,27 +12,27 @@ model.fit(bundle.train_dataset(), validation_data=bundle.val_dataset())
 ```
 """
 
-from kmixvae.data.pipeline import DataBundle, load_datasets, make_dataset
-from kmixvae.data.sources import (
-    IDX_IMAGES_MAGIC,
-    IDX_LABELS_MAGIC,
-    load_split,
-    load_splits,
-    read_idx,
-)
-from kmixvae.data.splits import SplitSlice, parse_split, resolve_split, split_names
+import importlib
 
-__all__ = [
-    "IDX_IMAGES_MAGIC",
-    "IDX_LABELS_MAGIC",
-    "DataBundle",
-    "SplitSlice",
-    "load_datasets",
-    "load_split",
-    "load_splits",
-    "make_dataset",
-    "parse_split",
-    "read_idx",
-    "resolve_split",
-    "split_names",
-]
+_WHERE = {
+    "DataBundle": "pipeline",
+    "load_datasets": "pipeline",
+    "make_dataset": "pipeline",
+    "IDX_IMAGES_MAGIC": "sources",
+    "IDX_LABELS_MAGIC": "sources",
+    "load_split": "sources",
+    "load_splits": "sources",
+    "read_idx": "sources",
+    "SplitSlice": "splits",
+    "parse_split": "splits",
+    "resolve_split": "splits",
+    "split_names": "splits",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -39,6 +39,7 @@ def make_dataset(
     shuffle_buffer: int = 10000,
     drop_remainder: bool = False,
     with_labels: bool = False,
+    repeat: bool = False,
 ) -> tf.data.Dataset:
     """Builds a batched, normalised, optionally shuffled `tf.data.Dataset`.
 
@@ -54,6 +55,8 @@ def make_dataset(
             shuffles the whole dataset uniformly.
         drop_remainder: drop the last, smaller batch.
         with_labels: yield `(x, y)` (for evaluation) instead of `x` only.
+        repeat: repeat the (reshuffled) examples without end, before
+            batching, so that every batch is full; for `steps_per_epoch`.
 
     Returns:
         A prefetched dataset of float32 `[B, H, W, C]` batches in [0, 1]
@@ -84,6 +87,8 @@ def make_dataset(
     if shuffle and n > 1:
         buffer = n if shuffle_buffer <= 0 else min(shuffle_buffer, n)
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
 
@@ -104,6 +109,7 @@ def make_neighbor_dataset(
     *,
     seed: Optional[int] = None,
     drop_remainder: bool = False,
+    repeat: bool = False,
 ) -> tf.data.Dataset:
     """Shuffled training batches of `{"x": x, "neighbor": x_nbr}` in [0, 1].
 
@@ -117,6 +123,8 @@ def make_neighbor_dataset(
         batch_size: examples per batch.
         seed: shuffle and draw seed.
         drop_remainder: drop the last, smaller batch.
+        repeat: repeat the reshuffled images without end before batching
+            (see `make_dataset`).
 
     Returns:
         A prefetched dataset of dicts of float32 `[B, H, W, C]` batches.
@@ -134,6 +142,8 @@ def make_neighbor_dataset(
     k = shape[1]
     n = len(images)
     ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     gen = tf.random.Generator.from_seed(0 if seed is None else seed)
 
@@ -197,12 +207,25 @@ class DataBundle:
             return self.num_train // self.batch_size
         return math.ceil(self.num_train / self.batch_size)
 
+    def check_batch_fits(self) -> None:
+        """Raises `DataError` when one batch is larger than the training split.
+
+        Keras would silently train on one smaller batch an epoch while the
+        config says otherwise.
+        """
+        if self.batch_size > self.num_train:
+            raise DataError(
+                f"data.batch_size: {self.batch_size} exceeds the {self.num_train} training "
+                f"images of data.train_split; use at most {self.num_train} or a larger split"
+            )
+
     def train_dataset(
         self,
         *,
         seed: Optional[int] = None,
         drop_remainder: bool = False,
         with_labels: bool = False,
+        repeat: bool = False,
     ) -> tf.data.Dataset:
         """Shuffled training batches of images in [0, 1] (see `make_dataset`).
 
@@ -210,6 +233,7 @@ class DataBundle:
             seed: shuffle seed; `None` = the bundle's `seed`.
             drop_remainder: drop the last, smaller batch.
             with_labels: yield `(x, y)` instead of `x`.
+            repeat: repeat without end (see `make_dataset`).
 
         Returns:
             The training `tf.data.Dataset`, reshuffled every epoch.
@@ -223,6 +247,7 @@ class DataBundle:
             shuffle_buffer=self.shuffle_buffer,
             drop_remainder=drop_remainder,
             with_labels=with_labels,
+            repeat=repeat,
         )
 
     def val_dataset(self, *, with_labels: bool = False) -> Optional[tf.data.Dataset]:

@@ -49,10 +49,11 @@ IDX_FILES_HINT = (
     "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
     "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]"
 )
+# Every kmixvae command that reads data (fit, evaluate, visualize, reconstruct, encode,
+# export-projector) takes --data-dir; a config names the same folder with data.source/data.dir.
 LOCAL_FILES_HINT = (
-    "to train from local files instead, set data.source=idx and data.dir=DIR "
-    f"(e.g. --set data.source=idx --set data.dir=DIR) with DIR holding {IDX_FILES_HINT}, "
-    "or data.source=npz with DIR/mnist.npz"
+    f"to read local files instead, pass --data-dir DIR with DIR holding {IDX_FILES_HINT} "
+    "or mnist.npz (in a config: data.source=idx or npz, data.dir=DIR)"
 )
 
 # TFDS downloads MNIST from Google Cloud Storage: the host the network probe tries.

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import time
+import zipfile
 from datetime import datetime
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from kmixvae.models.factory import build_model
 from kmixvae.models.learning_rate_schedule import PhasedLearningRate
 from kmixvae.training import callbacks as cb
 from kmixvae.training import progress
+from kmixvae.training import resume as resume_lib
 from kmixvae.training.curriculum import ChannelCurriculum
 from kmixvae.training.distribution import configure_distribution
 from kmixvae.utils.files import atomic_write_text
@@ -147,7 +149,8 @@ def fit_run(
     Args:
         config: the resolved config (for `resume`, the run's own `config.json`).
         run_dir: folder of a new run (default: under `output.runs_dir`).
-        resume: folder of a run to continue from its last completed epoch.
+        resume: folder of a run to continue from its last completed epoch
+            (see `kmixvae.training.resume`; with none, the run starts again).
         verbose: Keras progress verbosity (with `full_output`).
         log: function printing one message.
         full_output: bool. Print what was built and Keras' progress bar with
@@ -162,7 +165,8 @@ def fit_run(
     keras.mixed_precision.set_dtype_policy(config.precision)
     data = load_datasets(config)
     dist.check_batch_size(config.data.batch_size)
-    path, state = _open_run_folder(config, run_dir, resume)
+    data.check_batch_fits()
+    path, state = _open_run_folder(config, run_dir, resume, log)
     model = _build_or_restore_model(config, data, dist, path, state)
     _write_summary(config, model, dist, path, log, full_output)
     callbacks = _callbacks(config, data, path, state, log, full_output)
@@ -171,14 +175,11 @@ def fit_run(
     return _finish(config, model, data, callbacks, wall, path, log)
 
 
-def _open_run_folder(config, run_dir, resume):
+def _open_run_folder(config, run_dir, resume, log):
     """The run folder (new, or the one resumed) with its config, and the resumed state."""
     if resume is not None:
         path = check_run_dir(resume)
-        state_file = path / "checkpoints" / "last.json"
-        if not state_file.is_file():
-            raise ModelFileError(f"run {str(path)!r} has no completed epoch to resume from")
-        state = json.loads(state_file.read_text())
+        state = resume_lib.resume_state(path, log)
     else:
         path = new_run_dir(config, run_dir)
         state = None
@@ -191,7 +192,9 @@ def _build_or_restore_model(config, data, dist, path, state):
     steps = config.training.steps_per_epoch or data.steps_per_epoch()
     with dist.scope():
         if state is not None:
-            return load_model_file(path / "checkpoints" / "last.keras")
+            model = load_model_file(path / "checkpoints" / "last.keras")
+            resume_lib.rebuild_optimizer(model, config, steps)
+            return model
         model = build_model(config, data.image_shape)
         model.compile(optimizer=make_optimizer(config, steps))
         return model
@@ -261,8 +264,9 @@ def _monitor(data) -> str:
 def _train_dataset(config, data, callbacks, path, log):
     """The training dataset: images, or images paired with a k-NN neighbour (refreshed
     from the encoder's features by a callback put first in `callbacks`)."""
+    repeat = config.training.steps_per_epoch is not None
     if config.data.neighbors == 0:
-        return data.train_dataset(seed=config.seed)
+        return data.train_dataset(seed=config.seed, repeat=repeat)
     t_nbr = time.perf_counter()
     neighbors = pixel_neighbors(data.train_images, config.data.neighbors)
     if config.data.neighbor_mutual:
@@ -290,7 +294,7 @@ def _train_dataset(config, data, callbacks, path, log):
         )
         neighbors = table
     return make_neighbor_dataset(
-        data.train_images, neighbors, config.data.batch_size, seed=config.seed
+        data.train_images, neighbors, config.data.batch_size, seed=config.seed, repeat=repeat
     )
 
 
@@ -319,11 +323,7 @@ def _train(config, model, train_ds, data, callbacks, state, path, verbose, full_
     wall = time.perf_counter() - t0
     guard = next(c for c in callbacks if isinstance(c, cb.NaNGuard))
     if guard.failure:
-        raise TrainingError(
-            f"training stopped: {guard.failure}; the last good checkpoint is "
-            f"{path / 'checkpoints' / 'last.keras'} (resume with --resume {path} after lowering "
-            "training.learning_rate or setting training.clipnorm)"
-        )
+        raise TrainingError(resume_lib.nan_failure_message(guard.failure, path, config))
     return wall
 
 
@@ -454,6 +454,11 @@ def load_model_file(path: str | Path) -> keras.Model:
         raise ModelFileError(f"model file {str(p)!r} does not exist")
     if p.suffix != ".keras":
         raise ModelFileError(f"model file {str(p)!r} is not a .keras file")
+    if not zipfile.is_zipfile(p):  # Keras reports a corrupt archive as "File not found"
+        raise ModelFileError(
+            f"model file {str(p)!r} is not a valid .keras (zip) file "
+            f"({p.stat().st_size} bytes): it is corrupt, truncated or empty"
+        )
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             model = keras.models.load_model(p)

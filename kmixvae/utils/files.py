@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+# `atomic_write`'s temporary names: `.<name>.<8 mkstemp characters>.tmp<suffix of name>`.
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>.*)")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
@@ -21,6 +31,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
         prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
     )
     os.close(fd)
+    # mkstemp makes the file 0600; a run's files get the mode of any other file the user writes.
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -40,3 +52,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             os.fsync(f.fileno())
 
     atomic_write(path, _write)
+
+
+def remove_temp_files(folder: str | Path) -> list[Path]:
+    """Removes the temporary files `atomic_write` left under `folder` (a killed writer's).
+
+    Only names of `atomic_write`'s own pattern are touched. Call it when no
+    other process writes to `folder`.
+
+    Returns:
+        The paths removed.
+    """
+    removed = []
+    for path in sorted(Path(folder).rglob(".*.tmp*")):
+        match = _TEMP_NAME.fullmatch(path.name)
+        if match and path.is_file() and Path(match["name"]).suffix == match["suffix"]:
+            path.unlink()
+            removed.append(path)
+    return removed

@@ -1,0 +1,460 @@
+"""Bad input and faults as a careless user meets them (issue 16), through the CLI.
+
+Duplicate JSON keys, split syntax in `config validate`, a batch larger than
+the split, `training.steps_per_epoch`, corrupt `.keras` files, `reconstruct
+--n`, one quiet stderr line, the TFDS hint, and resuming: kill -9 during a
+checkpoint save and during the first epoch (real subprocesses), a finished
+run, a NaN in the first epoch, `--set` on resume and an edited run config.
+
+Runs on the backend in KERAS_BACKEND (tensorflow or jax); the stderr check
+runs both backends in subprocesses.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tests.helpers.cli import assert_one_error_line
+from tests.test_cli import BATCH, N_TRAIN, SMOKE, run_cli, tiny_sets, write_patterns
+
+STEPS = N_TRAIN // BATCH  # training steps in one pass over the data
+
+
+def _fit_args(tmp: Path, data_dir: Path, *extra: str) -> list:
+    return [
+        "fit",
+        "--config",
+        SMOKE,
+        "--data-dir",
+        data_dir,
+        *tiny_sets(
+            tmp,
+            "curriculum.enabled=false",
+            "output.tensorboard=false",
+            "output.image_every=5",
+            "output.projector_samples=2000",
+            *extra,
+        ),
+    ]
+
+
+def _history(run: Path) -> list[dict]:
+    with open(run / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _snapshot(folder: Path) -> dict:
+    """Every file under `folder` with its bytes and modification time."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _temp_files(run: Path) -> list[Path]:
+    return sorted(run.rglob(".*.tmp*"))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_patterns(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data_dir):
+    """A complete one-epoch run (no curriculum, no TensorBoard)."""
+    tmp = tmp_path_factory.mktemp("finished")
+    run = tmp / "run"
+    _, out, err = run_cli(*_fit_args(tmp, data_dir, "training.epochs=1"), "--run-dir", run)
+    return {"tmp": tmp, "run": run, "out": out, "err": err}
+
+
+def _copy_run(finished, tmp_path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(finished["run"], run)
+    return run
+
+
+# ---------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ('{"training": {"epochs": 3, "epochs": 1}}', "training.epochs"),
+        ('{"training": {"learning_rate": 0.01}, "training": {"epochs": 1}}', "training:"),
+        ('{"model": {"encoder": {"filters": [8], "filters": [8, 16]}}}', "model.encoder.filters"),
+    ],
+)
+def test_duplicate_json_keys_are_rejected_with_their_path(tmp_path, text, key):
+    path = tmp_path / "dup.json"
+    path.write_text(text)
+    result, out, err = run_cli("config", "validate", path, expect=None)
+    assert_one_error_line(result, out, err, key, "duplicate key", "dup.json")
+
+
+@pytest.mark.parametrize(
+    "setting, key",
+    [
+        ("data.train_split=test[:200%]", "data.train_split"),
+        ("data.val_split=test[80%", "data.val_split"),
+        ("data.train_split=", "data.train_split"),
+    ],
+)
+def test_config_validate_checks_split_syntax(setting, key):
+    result, out, err = run_cli("config", "validate", SMOKE, "--set", setting, expect=None)
+    assert_one_error_line(result, out, err, key, "split")
+
+
+def test_config_validate_accepts_good_splits_and_no_validation_split():
+    run_cli(
+        "config",
+        "validate",
+        SMOKE,
+        "--set",
+        "data.val_split=",
+        "--set",
+        "data.train_split=train[10%:]+test",
+    )
+
+
+def test_batch_larger_than_the_training_split_is_rejected(tmp_path, data_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = _fit_args(tmp_path, data_dir, "training.epochs=1", f"data.batch_size={N_TRAIN + 1}")
+    result, out, err = run_cli(*args, expect=None)
+    assert result.exit_code == 2, (out, err)
+    assert_one_error_line(result, "", err, "data.batch_size", f"{N_TRAIN + 1}", f"{N_TRAIN}")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_steps_per_epoch_is_honoured(tmp_path, data_dir):
+    steps = 2 * STEPS + 1  # more than one pass over the data
+    run = tmp_path / "run"
+    run_cli(
+        *_fit_args(tmp_path, data_dir, "training.epochs=2", f"training.steps_per_epoch={steps}"),
+        "--run-dir",
+        run,
+    )
+    state = json.loads((run / "checkpoints" / "last.json").read_text())
+    assert state["epochs_done"] == 2
+    assert state["iterations"] == 2 * steps
+
+
+# ---------------------------------------------------------------------- model files and inference
+
+
+def _corrupt_files(tmp: Path, good: Path) -> dict[str, Path]:
+    raw = good.read_bytes()
+    files = {
+        "truncated": raw[: len(raw) // 2],
+        "random": np.random.default_rng(0).bytes(5000),
+        "empty": b"",
+    }
+    for name, data in files.items():
+        (tmp / f"{name}.keras").write_bytes(data)
+    return {name: tmp / f"{name}.keras" for name in files}
+
+
+@pytest.mark.parametrize("command", ["evaluate", "sample", "reconstruct", "encode"])
+def test_corrupt_keras_file_is_reported_as_corrupt(finished, tmp_path, data_dir, command):
+    files = _corrupt_files(tmp_path, finished["run"] / "model.keras")
+    for path in files.values():
+        out_file = {"sample": "x.png", "reconstruct": "x.png", "encode": "x.npz"}.get(command)
+        args = [command, path]
+        if command != "sample":
+            args += ["--data-dir", data_dir]
+        if out_file:
+            args += ["--out", tmp_path / out_file]
+        result, out, err = run_cli(*args, expect=None)
+        line = assert_one_error_line(
+            result,
+            out,
+            err,
+            path.name,
+            "not a valid .keras (zip) file",
+            f"{path.stat().st_size} bytes",
+        )
+        assert "File not found" not in line
+
+
+def test_reconstruct_more_images_than_the_split_is_rejected(finished, tmp_path, data_dir):
+    out_png = tmp_path / "r.png"
+    args = ["reconstruct", finished["run"], "--data-dir", data_dir, "--split", "test[:3]"]
+    result, out, err = run_cli(*args, "--n", 64, "--out", out_png, expect=None)
+    assert_one_error_line(result, out, err, "--n", "64", "3 images")
+    assert not out_png.exists()
+    run_cli(*args, "--n", 3, "--out", out_png)
+    assert out_png.is_file()
+
+
+def test_tfds_hint_names_the_option_of_the_command(finished, tmp_path):
+    run = _copy_run(finished, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    (tmp_path / "no_tfds").mkdir()
+    config["data"].update(source="tfds", dir=str(tmp_path / "no_tfds"))
+    (run / "config.json").write_text(json.dumps(config))
+    for command in (["evaluate", run], ["reconstruct", run, "--out", tmp_path / "r.png"]):
+        result, out, err = run_cli(*command, expect=None)
+        line = assert_one_error_line(result, out, err, "not prepared", "--data-dir DIR")
+        assert "--set" not in line
+
+
+def test_data_dir_notice_is_normal_output(finished):
+    assert "--data-dir: data.source=npz" in finished["out"]
+    assert "--data-dir" not in finished["err"]
+
+
+def _cli_subprocess(args, backend, cwd):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_CPP", "ABSL"))}
+    env["KERAS_BACKEND"] = backend
+    cmd = [sys.executable, "-c", "import sys; from kmixvae.cli import main; sys.exit(main())"]
+    return subprocess.run(
+        cmd + [str(a) for a in args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_an_error_is_exactly_one_stderr_line(tmp_path, backend):
+    """A real process, which imports TensorFlow: its start-up lines must not reach stderr."""
+    proc = _cli_subprocess(["evaluate", tmp_path / "missing.keras"], backend, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), lines
+    assert "missing.keras" in lines[0]
+
+
+# ---------------------------------------------------------------------- resume
+
+
+def test_run_files_are_readable_like_other_user_files(finished):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    files = [p for p in finished["run"].rglob("*") if p.is_file()]
+    files.append(finished["tmp"] / "m.keras")
+    assert len(files) >= 7
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == expected, (path, oct(path.stat().st_mode))
+
+
+def test_resume_of_a_finished_run_leaves_it_untouched(finished, tmp_path):
+    run = _copy_run(finished, tmp_path)
+    before = _snapshot(run)
+    time.sleep(0.01)
+    result, out, err = run_cli("fit", "--resume", run)
+    assert "is complete" in out and "all 1 epochs" in out
+    assert "resolved config" not in out
+    assert _snapshot(run) == before
+
+
+def test_resume_takes_the_documented_overrides_and_records_them(finished, tmp_path):
+    run = _copy_run(finished, tmp_path)
+    before = _snapshot(run)
+    result, out, err = run_cli("fit", "--resume", run, "--set", "model.latent.dim=4", expect=None)
+    assert_one_error_line(
+        result, out, err, "model.latent.dim", "training.learning_rate", "training.clipnorm"
+    )
+    assert _snapshot(run) == before
+
+    run_cli(
+        "fit",
+        "--resume",
+        run,
+        "--set",
+        "training.epochs=2",
+        "--set",
+        "training.learning_rate=0.0003",
+        "--set",
+        "training.clipnorm=1.0",
+    )
+    config = json.loads((run / "config.json").read_text())
+    assert config["training"]["epochs"] == 2
+    assert config["training"]["learning_rate"] == 0.0003
+    assert config["training"]["clipnorm"] == 1.0
+    (entry,) = json.loads((run / "resume_overrides.json").read_text())
+    assert entry["after_epoch"] == 1
+    assert entry["set"] == [
+        "training.epochs=2",
+        "training.learning_rate=0.0003",
+        "training.clipnorm=1.0",
+    ]
+    rows = _history(run)
+    assert [int(float(r["epoch"])) for r in rows] == [1, 2]
+    assert float(rows[1]["learning_rate"]) == pytest.approx(0.0003)
+
+
+def test_an_edited_run_config_is_what_trains_on_resume(finished, tmp_path):
+    """The schedule and clipnorm come from config.json; the optimizer's moments and step count
+    come from the checkpoint."""
+    run = _copy_run(finished, tmp_path)
+    path = run / "config.json"
+    config = json.loads(path.read_text())
+    old_lr = config["training"]["learning_rate"]
+    config["training"].update(epochs=2, learning_rate=old_lr / 4, clipnorm=0.5)
+    path.write_text(json.dumps(config))
+    run_cli("fit", "--resume", run)
+    rows = _history(run)
+    assert float(rows[0]["learning_rate"]) == pytest.approx(old_lr)
+    assert float(rows[1]["learning_rate"]) == pytest.approx(old_lr / 4)
+    state = json.loads((run / "checkpoints" / "last.json").read_text())
+    assert state["iterations"] == 2 * STEPS  # the step count went on
+
+    from kmixvae.training.fit import load_model_file
+
+    assert load_model_file(run / "checkpoints" / "last.keras").optimizer.clipnorm == 0.5
+
+
+def test_rebuilt_optimizer_keeps_the_moments(finished):
+    from kmixvae import config as config_lib
+    from kmixvae.training.fit import load_model_file
+    from kmixvae.training.resume import rebuild_optimizer
+
+    model = load_model_file(finished["run"] / "checkpoints" / "last.keras")
+    before = {
+        v.path.split("/", 1)[1]: keras.ops.convert_to_numpy(v.value)
+        for v in model.optimizer.variables
+    }
+    assert int(before["iteration"]) == STEPS
+    config = config_lib.load_config(
+        finished["run"] / "config.json",
+        ["training.learning_rate=0.0001", "training.lr_schedule=cosine"],
+    )
+    rebuild_optimizer(model, config, STEPS)
+    after = {
+        v.path.split("/", 1)[1]: keras.ops.convert_to_numpy(v.value)
+        for v in model.optimizer.variables
+    }
+    moments = [k for k in before if k.endswith(("_momentum", "_velocity"))]
+    assert moments and any(np.abs(before[k]).max() > 0 for k in moments)
+    for key in moments + ["iteration"]:
+        np.testing.assert_array_equal(after[key], before[key])
+    assert model.optimizer.get_config()["learning_rate"]["class_name"] == "CosineDecay"
+
+
+def test_nan_in_the_first_epoch_names_no_missing_checkpoint(tmp_path, data_dir):
+    run = tmp_path / "run"
+    args = _fit_args(tmp_path, data_dir, "training.epochs=2", "training.learning_rate=1e30")
+    result, out, err = run_cli(*args, "--run-dir", run, expect=None)
+    line = assert_one_error_line(result, "", err, "loss became")
+    assert "no checkpoint was written" in line
+    assert "last.keras" not in line
+    assert not (run / "checkpoints" / "last.keras").exists()
+    # The advice works: resuming with a lower learning rate starts the run again.
+    assert f"--resume {run} --set training.learning_rate=" in line
+    advice = line.split("kmixvae fit ", 1)[1].split(" (or")[0].split()
+    assert advice[-1].startswith("training.learning_rate=")
+    _, out, _ = run_cli("fit", *advice[:-1], "training.learning_rate=0.001")
+    assert "starting it again from scratch" in out
+    assert [int(float(r["epoch"])) for r in _history(run)] == [1, 2]
+
+
+def test_nan_advice_names_the_existing_checkpoint(finished):
+    from kmixvae import config as config_lib
+    from kmixvae.training.resume import nan_failure_message
+
+    config = config_lib.load_config(finished["run"] / "config.json")
+    message = nan_failure_message("loss became nan at batch 1 of epoch 2", finished["run"], config)
+    checkpoint = finished["run"] / "checkpoints" / "last.keras"
+    assert f"the last good checkpoint is {checkpoint} (epoch 1)" in message
+    assert checkpoint.is_file()
+    assert f"--resume {finished['run']} --set training.learning_rate=0.0001" in message
+
+
+# Kills the fit process while `checkpoints/last.keras` is being written for the N-th time:
+# the temporary file is complete but not yet renamed.
+_SLOW_SAVE = """
+import os, sys, time
+import keras
+from kmixvae.cli import main
+
+save = keras.Model.save
+count = [0]
+
+def save_then_hang(self, filepath, *args, **kwargs):
+    save(self, filepath, *args, **kwargs)
+    if os.path.basename(str(filepath)).startswith(".last.keras."):
+        count[0] += 1
+        if count[0] == int(os.environ["HANG_AT_SAVE"]):
+            open(os.environ["HANG_FLAG"], "w").close()
+            time.sleep(600)
+
+keras.Model.save = save_then_hang
+sys.exit(main())
+"""
+
+
+def _kill_during_save(tmp: Path, data_dir: Path, save_number: int) -> Path:
+    run = tmp / "run"
+    flag = tmp / "hanging"
+    args = [str(a) for a in _fit_args(tmp, data_dir, "training.epochs=2")]
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": keras.backend.backend(),
+        "HANG_AT_SAVE": str(save_number),
+        "HANG_FLAG": str(flag),
+    }
+    log = open(tmp / "killed.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_SAVE, *args, "--run-dir", str(run)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=tmp,
+    )
+    try:
+        deadline = time.monotonic() + 400
+        while not flag.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"fit exited early: {(tmp / 'killed.log').read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail("no checkpoint save after 400 s")
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert proc.returncode == -signal.SIGKILL
+    return run
+
+
+def test_kill_during_a_checkpoint_save_then_resume(tmp_path, data_dir):
+    run = _kill_during_save(tmp_path, data_dir, save_number=2)
+    leftovers = _temp_files(run)
+    assert [p.parent.name for p in leftovers] == ["checkpoints"], leftovers
+    assert json.loads((run / "checkpoints" / "last.json").read_text())["epochs_done"] == 1
+    _, out, _ = run_cli("fit", "--resume", run)
+    assert f"removed {leftovers[0]}" in out
+    assert _temp_files(run) == []
+    assert [int(float(r["epoch"])) for r in _history(run)] == [1, 2]
+    state = json.loads((run / "checkpoints" / "last.json").read_text())
+    assert state["epochs_done"] == 2 and state["iterations"] == 2 * STEPS
+
+
+def test_run_killed_in_its_first_epoch_restarts_on_resume(tmp_path, data_dir):
+    run = _kill_during_save(tmp_path, data_dir, save_number=1)
+    assert not (run / "checkpoints" / "last.json").exists()
+    assert _temp_files(run)
+    _, out, _ = run_cli("fit", "--resume", run)
+    assert "no completed epoch; starting it again from scratch" in out
+    assert _temp_files(run) == []
+    assert [int(float(r["epoch"])) for r in _history(run)] == [1, 2]
+    assert json.loads((run / "checkpoints" / "last.json").read_text())["iterations"] == 2 * STEPS
+    assert (run / "model.keras").is_file()
