@@ -155,6 +155,7 @@ def fit_run(
     keras.mixed_precision.set_dtype_policy(config.precision)
     data = load_datasets(config)
     dist.check_batch_size(config.data.batch_size)
+    log(f"input pipeline: {describe_pipeline(config.data.pipeline)}")
 
     if resume is not None:
         path = check_run_dir(resume)
@@ -263,7 +264,7 @@ def fit_run(
 
     if config.data.neighbors > 0:
         from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
-        from kmixvae.data.pipeline import make_neighbor_dataset
+        from kmixvae.data.pipeline import neighbor_dataset, neighbor_table
 
         t_nbr = time.perf_counter()
         neighbors = pixel_neighbors(data.train_images, config.data.neighbors)
@@ -275,9 +276,7 @@ def fit_run(
             f"({time.perf_counter() - t_nbr:.1f} s)"
         )
         if config.data.neighbor_refresh_epoch > 0:
-            import tensorflow as tf
-
-            table = tf.Variable(neighbors, trainable=False, dtype=tf.int64)
+            table = neighbor_table(neighbors, config.data.pipeline)
             callbacks.insert(
                 0,
                 cb.NeighborRefresh(
@@ -291,8 +290,12 @@ def fit_run(
                 ),
             )
             neighbors = table
-        train_ds = make_neighbor_dataset(
-            data.train_images, neighbors, config.data.batch_size, seed=config.seed
+        train_ds = neighbor_dataset(
+            data.train_images,
+            neighbors,
+            config.data.batch_size,
+            seed=config.seed,
+            pipeline=config.data.pipeline,
         )
     else:
         train_ds = data.train_dataset(seed=config.seed)
@@ -307,7 +310,7 @@ def fit_run(
             steps_per_epoch=config.training.steps_per_epoch,
             callbacks=callbacks,
             verbose=verbose if full_output else 0,
-            shuffle=False,  # the tf.data pipeline shuffles with the config seed
+            shuffle=False,  # the input pipeline shuffles with the config seed
         )
     except Exception as e:  # out of memory is the one failure users must act on
         if _is_oom(e):
@@ -363,6 +366,15 @@ def _write_report(path: Path, model, data, config, log) -> None:
     log(f"report: {out}")
 
 
+def describe_pipeline(name: str) -> str:
+    """One line naming the input pipeline `data.pipeline` resolves to."""
+    from kmixvae.data.pipeline import resolve_pipeline
+
+    chosen = resolve_pipeline(name)
+    what = "tf.data" if chosen == "tf_data" else "in-memory arrays (keras.utils.PyDataset)"
+    return f"{what} (data.pipeline={name})"
+
+
 def summarize_history(rows: list[dict], monitor: str) -> dict:
     """Final and best figures of a run, from its history rows."""
     if not rows:
@@ -388,11 +400,10 @@ def _is_oom(e: BaseException) -> bool:
 
 def _tensorboard_callbacks(config, path, data):
     from kmixvae.training import callbacks as cb
+    from kmixvae.viz.tensorboard_events import epoch_scalars_callback
 
     tb_dir = path / "tensorboard"
-    callbacks = [
-        keras.callbacks.TensorBoard(log_dir=str(tb_dir), write_graph=False, update_freq="epoch")
-    ]
+    callbacks = [epoch_scalars_callback(tb_dir)]
     images = data.val_images if data.num_val > 0 else data.train_images
     labels = data.val_labels if data.num_val > 0 else data.train_labels
     images = images[: max(16, config.output.projector_samples)].astype("float32") / 255.0
