@@ -41,23 +41,26 @@ done
 mkdir -p "$SITE"
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing ${#missing[@]} wheels into $SITE: ${missing[*]##*/}"
-  timeout 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+  timeout 180 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
     --disable-pip-version-check --target "$SITE" "${missing[@]}" || step "wheel install FAILED"
 fi
 export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 # 2. kmixvae itself, without its dependencies (the repo root stays on PYTHONPATH as a fallback)
 step "installing kmixvae (no deps, no index)"
-timeout 120 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile \
+timeout 180 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile \
   --no-cache-dir --disable-pip-version-check --target "$SITE" . \
   || step "pip could not build kmixvae here; using the source tree on PYTHONPATH"
 
 # 3. imports
 step "import check"
-if ! timeout 120 "$PY" - <<'PY'
-import importlib.util, jax, keras, kmixvae, kmixvae.cli, kmixvae.data.array_dataset
-print("keras", keras.__version__, "backend", keras.backend.backend())
-print("jax", jax.__version__, "devices", jax.devices())
+if ! timeout 300 "$PY" - <<'PY'
+import importlib.util
+import jax
+print("jax", jax.__version__, "devices", jax.devices(), flush=True)
+import keras
+print("keras", keras.__version__, "backend", keras.backend.backend(), flush=True)
+import kmixvae, kmixvae.cli, kmixvae.data.array_dataset
 print("kmixvae", kmixvae.__file__)
 print("tensorflow importable:", importlib.util.find_spec("tensorflow") is not None)
 PY
