@@ -3,8 +3,7 @@
 Three steps, each in its own subprocess with a time limit, every step logged:
 
 1. the devices each installed Keras backend (TensorFlow, JAX) sees;
-2. `apps/benchmark.py --quick` on the installed backends (synthetic data);
-3. per installed backend, a short training run of the default config
+2. per installed backend, a short training run of the default config
    (`configs/film_het.json`) on local IDX files with
    `distribution.strategy=auto`, through kmixvae's own input pipeline
    (neighbour pairs included): the first step (trace + compile) is timed,
@@ -15,6 +14,8 @@ Three steps, each in its own subprocess with a time limit, every step logged:
    With `--cli-fit` it also runs `kmixvae fit` itself for two epochs of
    `test[:80%]` (the second one with the neighbour refresh, the optimizer
    restart and self-labelling that start at epoch 11 of the full run).
+3. `apps/benchmark.py --quick` of the same config on the installed backends
+   (synthetic data; with the `--set` overrides).
 
 Everything goes into one JSON (`--out DIR` / `gpu_check.json`; beside it the
 benchmark's and the timing worker's own JSON; scratch files under `--work-dir`). Without an
@@ -465,8 +466,11 @@ def main(argv=None) -> int:
                 "--quick",
                 "--backends",
                 ",".join(backends),
+                "--configs",
+                args.config,
                 "--json",
                 str(bench_json),
+                *[item for override in args.set for item in ("--set", override)],
             ],
             backends[0],
             timeout(),

@@ -73,7 +73,7 @@ fi
 budget=$(($(left) - 5))
 step "scripts/gpu_check.sh with ${budget}s left"
 timeout --kill-after=5 "$budget" bash scripts/gpu_check.sh "$OUT" --work-dir /tmp/kmixvae_gpu_work \
-  --cli-fit --deadline $((budget - 10)) --step-timeout 200 "$@"
+  --cli-fit --deadline $((budget - 10)) --step-timeout 240 "$@"
 rc=$?
 step "gpu_check.sh exit $rc"
 ls -la "$OUT"
