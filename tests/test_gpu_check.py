@@ -19,6 +19,11 @@ import pytest
 from tests.test_no_tensorflow import no_tf_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The subprocesses choose their own backend (JAX): run them in the suite's JAX pass only.
+ONCE = pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND", "tensorflow") != "jax",
+    reason="runs JAX in a subprocess whatever the backend; once, in the JAX pass",
+)
 SCRIPT = REPO_ROOT / "scripts" / "gpu_check.sh"
 
 
@@ -46,6 +51,7 @@ def run_script(args, env, timeout=900):
     )
 
 
+@ONCE
 def test_without_accelerator_says_so_and_exits_0(tmp_path):
     if _has_gpu():
         pytest.skip("this machine has a GPU")
@@ -62,6 +68,7 @@ def test_without_accelerator_says_so_and_exits_0(tmp_path):
     assert "fit_timing" not in report["backends"]["jax"]
 
 
+@ONCE
 @pytest.mark.slow
 def test_on_cpu_measures_the_training_step_without_tensorflow(tmp_path):
     if _has_gpu():

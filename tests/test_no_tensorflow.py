@@ -23,6 +23,11 @@ import pytest
 from tests.test_cli import write_patterns
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The subprocesses choose their own backend (JAX): run them in the suite's JAX pass only.
+ONCE = pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND", "tensorflow") != "jax",
+    reason="runs JAX in a subprocess whatever the backend; once, in the JAX pass",
+)
 BLOCKER = REPO_ROOT / "tests" / "helpers" / "no_tensorflow"
 
 
@@ -118,6 +123,7 @@ print("RESULTS " + json.dumps(results))
 """
 
 
+@ONCE
 @pytest.mark.slow
 def test_fit_evaluate_sample_reconstruct_encode_without_tensorflow(tmp_path):
     # One subprocess runs all the commands (each start of Python + JAX costs seconds).
@@ -169,6 +175,7 @@ def test_fit_evaluate_sample_reconstruct_encode_without_tensorflow(tmp_path):
         assert len(f[f.files[0]]) == 8
 
 
+@ONCE
 @pytest.mark.slow
 def test_benchmark_without_tensorflow(tmp_path):
     code = f"""
