@@ -1,4 +1,4 @@
-"""Data layer: MNIST-style images from TFDS, IDX files or an .npz, as tf.data pipelines.
+"""Data layer: MNIST-style images from TFDS, IDX files or an .npz, as tf.data or in-memory (PyDataset) pipelines.
 
 Example:
 
