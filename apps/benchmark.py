@@ -5,11 +5,14 @@ file with `--worker`, `KERAS_BACKEND` set). Each worker builds every config on
 synthetic 28x28x1 images in [0, 1] (no data files) and, for each number of
 active channels k in (10, 1), measures after warm-up and compilation:
 
-- training throughput (images/s) of `model.fit` on an in-memory `tf.data`
-  pipeline with `steps_per_epoch`, timed over the epochs after the first;
+- training throughput (images/s) of `model.fit` on an in-memory pipeline
+  (`tf.data`, or `keras.utils.PyDataset` where TensorFlow is not installed;
+  `data.pipeline` picks) with `steps_per_epoch`, timed over the epochs after
+  the first;
 - inference throughput of `model.encode` and `model.reconstruct`;
 - the first-step (trace + compile) time;
-- the peak resident memory of the worker (ru_maxrss, cumulative over its stages);
+- the peak resident memory of the worker (ru_maxrss, cumulative over its stages)
+  and, on a GPU, the accelerator's peak memory in use;
 - the model cost in FLOPs per training image, counted from the shapes the
   Conv2D/Dense/FiLM layers see in one forward pass of the real training step
   (the encoder once per view, the decoder once per decoded row of the ELBO
@@ -48,7 +51,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = ("configs/film_het.json", "configs/concat_het.json")
-DEFAULT_BACKENDS = ("tensorflow", "jax")
+DEFAULT_BACKENDS = ("tensorflow", "jax")  # those of them that are installed
 K_VALUES = (10, 1)
 IMAGE_SHAPE = (28, 28, 1)
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -405,13 +408,66 @@ def synthetic_images(n: int, seed: int = 0) -> np.ndarray:
     return np.clip(blob + noise, 0.0, 1.0).astype("float32")[..., None]
 
 
-def make_dataset(x: np.ndarray, batch_size: int, neighbors: int = 0):
-    """Infinite in-memory `tf.data` pipeline of fixed-shape batches.
+def installed_backends(names=DEFAULT_BACKENDS) -> list[str]:
+    """The Keras backends among `names` whose package can be imported here."""
+    import importlib.util
 
-    With `neighbors > 0` (a config with `data.neighbors`) it yields the
-    `{"x", "neighbor"}` pairs that `kmixvae fit` trains on, so the timed step
-    is the real one (the encoder then sees both images of each pair).
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+    found = []
+    for name in names:
+        try:
+            if importlib.util.find_spec(module.get(name, name)) is not None:
+                found.append(name)
+        except (ImportError, ValueError):
+            pass
+    return found
+
+
+def peak_accelerator_mb() -> float | None:
+    """Peak memory in use on the first accelerator (MB), or None on CPU."""
+    import keras
+
+    try:
+        if keras.backend.backend() == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            if device.platform == "cpu":
+                return None
+            stats = device.memory_stats() or {}
+            peak = stats.get("peak_bytes_in_use")
+            return None if peak is None else peak / 2**20
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            if not tf.config.list_physical_devices("GPU"):
+                return None
+            return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    except Exception:  # a backend without memory statistics
+        return None
+    return None
+
+
+def make_dataset(x: np.ndarray, batch_size: int, neighbors: int = 0, pipeline: str = "auto"):
+    """Infinite in-memory pipeline of fixed-shape batches.
+
+    `tf.data` or a repeating `keras.utils.PyDataset`, as `data.pipeline`
+    (`pipeline`) resolves. With `neighbors > 0` (a config with
+    `data.neighbors`) it yields the `{"x", "neighbor"}` pairs that `kmixvae
+    fit` trains on, so the timed step is the real one (the encoder then sees
+    both images of each pair).
     """
+    from kmixvae.data.pipeline import resolve_pipeline
+
+    if resolve_pipeline(pipeline) == "arrays":
+        from kmixvae.data.array_dataset import ImageBatches, NeighborPairBatches
+
+        if neighbors > 0:
+            from kmixvae.data.neighbors import pixel_neighbors
+
+            nbr = pixel_neighbors(x, neighbors)
+            return NeighborPairBatches(x, nbr, batch_size, seed=0, drop_remainder=True, repeat=True)
+        return ImageBatches(x, batch_size=batch_size, drop_remainder=True, repeat=True)
     import tensorflow as tf
 
     if neighbors > 0:
@@ -534,6 +590,7 @@ def run_worker(
     import keras
 
     from kmixvae.config import load_config
+    from kmixvae.data.pipeline import resolve_pipeline
     from kmixvae.models.factory import build_model
 
     backend = keras.backend.backend()
@@ -550,12 +607,14 @@ def run_worker(
         counter = CompileCounter()
         counter.install(model)
         model.compile(optimizer=keras.optimizers.Adam(config.training.learning_rate))
-        ds = make_dataset(x_train, settings.batch_size, config.data.neighbors)
-        probe = next(iter(ds))
+        ds = make_dataset(x_train, settings.batch_size, config.data.neighbors, config.data.pipeline)
+        probe = next(iter(ds)) if hasattr(ds, "element_spec") else ds[0]
+        if isinstance(probe, tuple):
+            probe = probe[0]
         probe = (
-            {name: v.numpy() for name, v in probe.items()}
+            {name: np.asarray(v) for name, v in probe.items()}
             if isinstance(probe, dict)
-            else probe.numpy()
+            else np.asarray(probe)
         )
         for k in k_values:
             log(f"[{backend}] {config.name} k={k} ...")
@@ -579,6 +638,8 @@ def run_worker(
                 "batch_size": settings.batch_size,
                 **stage,
                 "peak_rss_mb": peak_rss_mb(),
+                "peak_accelerator_mb": peak_accelerator_mb(),
+                "input_pipeline": resolve_pipeline(config.data.pipeline),
                 "gflop_per_image": gflop,
                 "forward_gflop_per_image": fwd / 1e9,
                 "encoder_mflop_per_image": counts["encoder_flops"] / 1e6,
@@ -651,6 +712,7 @@ def format_table(records: list[dict], derived: dict | None = None) -> str:
         ("recon img/s", "reconstruct_images_per_s", ".0f"),
         ("compile s", "compile_s", ".1f"),
         ("peak MB", "peak_rss_mb", ".0f"),
+        ("accel MB", "peak_accelerator_mb", ".0f"),
         ("GF/img", "gflop_per_image", ".4f"),
         ("XLA GF/img", "xla_gflop_per_image", ".4f"),
         ("GFLOP/s", "achieved_gflops", ".1f"),
@@ -704,7 +766,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps (< 3 min)")
     parser.add_argument("--json", default=None, help="write the results here")
-    parser.add_argument("--backends", default=",".join(DEFAULT_BACKENDS))
+    parser.add_argument(
+        "--backends",
+        default=None,
+        help="comma-separated (default: those of tensorflow, jax that are installed)",
+    )
     parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
     parser.add_argument(
         "--set",
@@ -733,11 +799,23 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
 
+    if args.backends is None:
+        backends = installed_backends()
+    else:
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        missing = [b for b in backends if b not in installed_backends(backends)]
+        if missing:
+            print(f"error: --backends: {', '.join(missing)} not installed here", file=sys.stderr)
+            return 2
+    if not backends:
+        print("error: neither TensorFlow nor JAX is installed", file=sys.stderr)
+        return 2
+
     machine = machine_info()
     t_start = time.perf_counter()
     records, failed = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        for backend in backends:
             out = Path(tmp) / f"{backend}.json"
             print(f"== worker {backend}", flush=True)
             try:

@@ -53,7 +53,13 @@ class DataConfig:
     train_split: str = _opt("train")
     val_split: str = _opt("test")
     batch_size: int = _opt(128, lo=1, doc="global batch size (across all replicas)")
-    shuffle_buffer: int = _opt(10000, lo=0)
+    shuffle_buffer: int = _opt(10000, lo=0, doc="shuffle buffer of the tf_data pipeline (0 = all)")
+    pipeline: str = _opt(
+        "auto",
+        choices=("auto", "tf_data", "arrays"),
+        doc="input pipeline: tf.data (needs TensorFlow), in-memory arrays "
+        "(keras.utils.PyDataset, no TensorFlow), or auto (tf_data where TensorFlow is installed)",
+    )
     neighbors: int = _opt(
         0, lo=0, doc="k of the pixel-space k-NN graph that pairs training images (0 = no pairs)"
     )

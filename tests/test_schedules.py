@@ -12,7 +12,7 @@ from kmixvae.errors import ConfigError
 from kmixvae.models.factory import build_model
 from kmixvae.models.learning_rate_schedule import PhasedLearningRate
 from kmixvae.training.callbacks import LearningRateLogger, OptimizerRestart
-from kmixvae.training.fit import make_optimizer
+from kmixvae.training.optimizers import make_optimizer
 from tests.helpers.tiny import tiny_config
 
 

@@ -1,4 +1,4 @@
-"""Data layer: MNIST-style images from TFDS, IDX files or an .npz, as tf.data pipelines.
+"""Data layer: MNIST-style images from TFDS, IDX files or an .npz, as tf.data or in-memory (PyDataset) pipelines.
 
 The names below are imported on first use, so that `kmixvae.data.splits` (used
 by config validation) does not import TensorFlow.

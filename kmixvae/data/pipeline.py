@@ -1,10 +1,13 @@
-"""`tf.data` input pipelines for training and evaluation.
+"""Input pipelines for training and evaluation: `tf.data`, or in-memory arrays.
 
 Images go in as uint8 `[N, H, W, C]` numpy arrays and come out as float32
 batches in [0, 1]. Training pipelines yield the images only (the model is
 unsupervised, so labels never reach `fit`); evaluation pipelines can yield
-`(x, y)`. `tf.data` feeds Keras 3 `fit`/`evaluate`/`predict` on both the
-TensorFlow and the JAX backend.
+`(x, y)`. Two implementations make the same batches (`data.pipeline`):
+`tf_data` (`tf.data`, feeds Keras 3 on both backends, needs TensorFlow) and
+`arrays` (`keras.utils.PyDataset` over numpy, `kmixvae.data.array_dataset`,
+needs no TensorFlow). `auto` takes `tf_data` where TensorFlow is installed
+and `arrays` where it is not (the JAX backend without TensorFlow).
 
 Example:
 
@@ -17,16 +20,51 @@ model.fit(bundle.train_dataset(), validation_data=bundle.val_dataset(), epochs=3
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
-import tensorflow as tf
 
 from kmixvae.config import Config, DataConfig
 from kmixvae.data.sources import load_splits
-from kmixvae.errors import DataError
+from kmixvae.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # TensorFlow is imported only by the `tf_data` pipeline
+    import tensorflow as tf
+
+PIPELINES = ("auto", "tf_data", "arrays")
+
+
+def tensorflow_available() -> bool:
+    """Whether `import tensorflow` can succeed (without importing it)."""
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def resolve_pipeline(name: str = "auto") -> str:
+    """The input pipeline `data.pipeline` names: `tf_data` or `arrays`.
+
+    Args:
+        name: `auto` (`tf_data` where TensorFlow is installed, else `arrays`),
+            `tf_data` or `arrays`.
+
+    Raises:
+        ConfigError: an unknown name, or `tf_data` without TensorFlow.
+    """
+    if name not in PIPELINES:
+        raise ConfigError(f"data.pipeline: {name!r} is not one of {', '.join(PIPELINES)}")
+    if name == "auto":
+        return "tf_data" if tensorflow_available() else "arrays"
+    if name == "tf_data" and not tensorflow_available():
+        raise ConfigError(
+            "data.pipeline: 'tf_data' needs TensorFlow, which is not installed "
+            "(use 'arrays' or 'auto')"
+        )
+    return name
 
 
 def make_dataset(
@@ -69,6 +107,8 @@ def make_dataset(
     x = next(iter(ds))  # float32 (128, 28, 28, 1)
     ```
     """
+    import tensorflow as tf
+
     images = np.asarray(images)
     if images.ndim != 4:
         raise DataError(f"images: expected [N, H, W, C], got shape {images.shape}")
@@ -129,6 +169,8 @@ def make_neighbor_dataset(
     Returns:
         A prefetched dataset of dicts of float32 `[B, H, W, C]` batches.
     """
+    import tensorflow as tf
+
     images = np.asarray(images)
     if isinstance(neighbors, tf.Variable):
         nbr = neighbors
@@ -157,6 +199,62 @@ def make_neighbor_dataset(
     return ds.map(pair).prefetch(tf.data.AUTOTUNE)
 
 
+def neighbor_table(neighbors: np.ndarray, pipeline: str = "auto"):
+    """A replaceable neighbour table for `neighbor_dataset` (what a refresh assigns to).
+
+    Args:
+        neighbors: int `(N, k)` neighbour indices.
+        pipeline: `data.pipeline`.
+
+    Returns:
+        An int64 `tf.Variable` (`tf_data`) or a `NeighborTable` (`arrays`);
+        both have `shape` and `assign`.
+    """
+    if resolve_pipeline(pipeline) == "tf_data":
+        import tensorflow as tf
+
+        return tf.Variable(np.asarray(neighbors, dtype="int64"), trainable=False, dtype=tf.int64)
+    from kmixvae.data.array_dataset import NeighborTable
+
+    return NeighborTable(neighbors)
+
+
+def neighbor_dataset(
+    images: np.ndarray,
+    neighbors,
+    batch_size: int = 128,
+    *,
+    seed: Optional[int] = None,
+    drop_remainder: bool = False,
+    repeat: bool = False,
+    pipeline: str = "auto",
+):
+    """Training batches of `{"x": x, "neighbor": x_nbr}` on the chosen pipeline.
+
+    Args:
+        images: uint8 `[N, H, W, C]` (or float in [0, 1]).
+        neighbors: int `[N, k]` indices, or a table from `neighbor_table`.
+        batch_size: examples per batch.
+        seed: shuffle and draw seed.
+        drop_remainder: drop the last, smaller batch.
+        repeat: never end (for `fit` with `steps_per_epoch`).
+        pipeline: `data.pipeline`.
+
+    Returns:
+        `make_neighbor_dataset(...)` (`tf_data`) or a `NeighborPairBatches`.
+    """
+    if resolve_pipeline(pipeline) == "tf_data":
+        ds = make_neighbor_dataset(
+            images, neighbors, batch_size, seed=seed, drop_remainder=drop_remainder
+        )
+        return ds.repeat() if repeat else ds
+    from kmixvae.data.array_dataset import NeighborPairBatches
+
+    return NeighborPairBatches(
+        images, neighbors, batch_size, seed=seed, drop_remainder=drop_remainder, repeat=repeat
+    )
+
+
 @dataclass
 class DataBundle:
     """The training and validation data of a run, as numpy arrays.
@@ -169,6 +267,7 @@ class DataBundle:
         batch_size: global batch size.
         shuffle_buffer: shuffle buffer of the training pipeline (0 = all).
         seed: shuffle seed of the training pipeline.
+        pipeline: `data.pipeline`: `auto`, `tf_data` or `arrays`.
 
     Example:
 
@@ -185,6 +284,7 @@ class DataBundle:
     batch_size: int = 128
     shuffle_buffer: int = 10000
     seed: Optional[int] = 0
+    pipeline: str = "auto"
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -236,8 +336,22 @@ class DataBundle:
             repeat: repeat without end (see `make_dataset`).
 
         Returns:
-            The training `tf.data.Dataset`, reshuffled every epoch.
+            The training `tf.data.Dataset` (or `ImageBatches`), reshuffled
+            every epoch.
         """
+        if resolve_pipeline(self.pipeline) == "arrays":
+            from kmixvae.data.array_dataset import ImageBatches
+
+            return ImageBatches(
+                self.train_images,
+                self.train_labels,
+                self.batch_size,
+                shuffle=True,
+                seed=self.seed if seed is None else seed,
+                shuffle_buffer=self.shuffle_buffer,
+                drop_remainder=drop_remainder,
+                with_labels=with_labels,
+            )
         return make_dataset(
             self.train_images,
             self.train_labels,
@@ -257,10 +371,16 @@ class DataBundle:
             with_labels: yield `(x, y)` instead of `x`.
 
         Returns:
-            The validation `tf.data.Dataset`, or `None`.
+            The validation `tf.data.Dataset` (or `ImageBatches`), or `None`.
         """
         if self.val_images is None:
             return None
+        if resolve_pipeline(self.pipeline) == "arrays":
+            from kmixvae.data.array_dataset import ImageBatches
+
+            return ImageBatches(
+                self.val_images, self.val_labels, self.batch_size, with_labels=with_labels
+            )
         return make_dataset(
             self.val_images,
             self.val_labels,
@@ -312,4 +432,5 @@ def load_datasets(config: Union[Config, DataConfig], seed: Optional[int] = None)
         batch_size=data.batch_size,
         shuffle_buffer=data.shuffle_buffer,
         seed=seed,
+        pipeline=data.pipeline,
     )

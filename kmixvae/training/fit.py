@@ -23,21 +23,22 @@ import keras
 from kmixvae import config as config_lib
 from kmixvae.data import load_datasets
 from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
-from kmixvae.data.pipeline import make_neighbor_dataset
+from kmixvae.data.pipeline import neighbor_dataset, neighbor_table, resolve_pipeline
 from kmixvae.errors import ConfigError, ModelFileError, TrainingError
 from kmixvae.evaluation.generation import end_of_run_generation
 from kmixvae.models import MixtureVAE  # registers every kmixvae class for load_model
 from kmixvae.models.factory import build_model
-from kmixvae.models.learning_rate_schedule import PhasedLearningRate
 from kmixvae.training import callbacks as cb
 from kmixvae.training import progress
 from kmixvae.training import resume as resume_lib
 from kmixvae.training.curriculum import ChannelCurriculum
 from kmixvae.training.distribution import configure_distribution
+from kmixvae.training.optimizers import make_optimizer
 from kmixvae.utils.files import atomic_write_text
 from kmixvae.utils.images import as_float_images
 from kmixvae.viz.projector import export_projector
 from kmixvae.viz.report import write_report
+from kmixvae.viz.tensorboard_events import epoch_scalars_callback
 from kmixvae.viz.tensorboard_images import write_image_summaries
 
 RUN_MARKER = "config.json"
@@ -76,36 +77,6 @@ def check_run_dir(path: str | Path) -> Path:
     if not (p / RUN_MARKER).is_file():
         raise ModelFileError(f"{str(p)!r} is not a kmixvae run folder (no {RUN_MARKER})")
     return p
-
-
-def make_optimizer(config: config_lib.Config, steps_per_epoch: int):
-    t = config.training
-    lr = t.learning_rate
-    if t.restart_epoch > 0:
-        restart_lr = t.restart_learning_rate if t.restart_learning_rate is not None else lr
-        lr = PhasedLearningRate(
-            [
-                [lr, t.lr_final, t.restart_epoch * steps_per_epoch],
-                [restart_lr, t.lr_final, (t.epochs - t.restart_epoch) * steps_per_epoch],
-            ],
-            cosine=t.lr_schedule == "cosine",
-        )
-    elif t.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(
-            lr, decay_steps=max(1, t.epochs * steps_per_epoch)
-        )
-    kwargs = {"learning_rate": lr}
-    if t.clipnorm is not None:
-        kwargs["clipnorm"] = t.clipnorm
-    classes = {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }
-    if t.optimizer not in classes:
-        raise ConfigError(f"training.optimizer: {t.optimizer!r} is not one of {', '.join(classes)}")
-    return classes[t.optimizer](**kwargs)
 
 
 def describe_run(config: config_lib.Config, model, dist) -> str:
@@ -169,6 +140,7 @@ def fit_run(
     path, state = _open_run_folder(config, run_dir, resume, log)
     model = _build_or_restore_model(config, data, dist, path, state)
     _write_summary(config, model, dist, path, log, full_output)
+    log(f"input pipeline: {describe_pipeline(config.data.pipeline)}")
     callbacks = _callbacks(config, data, path, state, log, full_output)
     train_ds = _train_dataset(config, data, callbacks, path, log)
     wall = _train(config, model, train_ds, data, callbacks, state, path, verbose, full_output)
@@ -277,9 +249,7 @@ def _train_dataset(config, data, callbacks, path, log):
         f"({time.perf_counter() - t_nbr:.1f} s)"
     )
     if config.data.neighbor_refresh_epoch > 0:
-        import tensorflow as tf  # the tf.data pipeline reads the table (TF is installed)
-
-        table = tf.Variable(neighbors, trainable=False, dtype=tf.int64)
+        table = neighbor_table(neighbors, config.data.pipeline)
         callbacks.insert(
             0,
             cb.NeighborRefresh(
@@ -293,8 +263,13 @@ def _train_dataset(config, data, callbacks, path, log):
             ),
         )
         neighbors = table
-    return make_neighbor_dataset(
-        data.train_images, neighbors, config.data.batch_size, seed=config.seed, repeat=repeat
+    return neighbor_dataset(
+        data.train_images,
+        neighbors,
+        config.data.batch_size,
+        seed=config.seed,
+        pipeline=config.data.pipeline,
+        repeat=repeat,
     )
 
 
@@ -310,7 +285,7 @@ def _train(config, model, train_ds, data, callbacks, state, path, verbose, full_
             steps_per_epoch=config.training.steps_per_epoch,
             callbacks=callbacks,
             verbose=verbose if full_output else 0,
-            shuffle=False,  # the tf.data pipeline shuffles with the config seed
+            shuffle=False,  # the input pipeline shuffles with the config seed
         )
     except Exception as e:  # out of memory is the one failure users must act on
         if _is_oom(e):
@@ -375,6 +350,13 @@ def _write_report(path: Path, model, data, config, log) -> None:
     log(f"report: {out}")
 
 
+def describe_pipeline(name: str) -> str:
+    """One line naming the input pipeline `data.pipeline` resolves to."""
+    chosen = resolve_pipeline(name)
+    what = "tf.data" if chosen == "tf_data" else "in-memory arrays (keras.utils.PyDataset)"
+    return f"{what} (data.pipeline={name})"
+
+
 def summarize_history(rows: list[dict], monitor: str) -> dict:
     """Final and best figures of a run, from its history rows."""
     if not rows:
@@ -400,9 +382,7 @@ def _is_oom(e: BaseException) -> bool:
 
 def _tensorboard_callbacks(config, path, data):
     tb_dir = path / "tensorboard"
-    callbacks = [
-        keras.callbacks.TensorBoard(log_dir=str(tb_dir), write_graph=False, update_freq="epoch")
-    ]
+    callbacks = [epoch_scalars_callback(tb_dir)]
     images = data.val_images if data.num_val > 0 else data.train_images
     labels = data.val_labels if data.num_val > 0 else data.train_labels
     images = as_float_images(images[: max(16, config.output.projector_samples)])

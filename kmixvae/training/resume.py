@@ -35,6 +35,7 @@ import keras
 
 from kmixvae import config as config_lib
 from kmixvae.errors import ConfigError
+from kmixvae.training.optimizers import make_optimizer
 from kmixvae.utils.files import atomic_write_text, remove_temp_files
 
 RESUME_OVERRIDES = (
@@ -136,7 +137,6 @@ def rebuild_optimizer(model, config: config_lib.Config, steps_per_epoch: int) ->
     every variable of the old one that it also has (step count, moments),
     matched by name. Call it inside the distribution scope.
     """
-    from kmixvae.training.fit import make_optimizer
 
     old = model.optimizer
     old_values = {_variable_key(v): v for v in old.variables}

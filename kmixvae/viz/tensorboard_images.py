@@ -91,12 +91,21 @@ def write_image_summaries(
     write_image_summaries(model, x_val, "runs/r1/tensorboard/images", step=epoch)
     ```
     """
-    import tensorflow as tf
+    from kmixvae.data.pipeline import tensorflow_available
 
     pictures = {RECONSTRUCTION_TAG: reconstruction_grid(model, images, n=n)}
     for c, grid in sample_grids(model, n=n).items():
         pictures[SAMPLES_TAG.format(c)] = grid
     Path(log_dir).mkdir(parents=True, exist_ok=True)
+    if not tensorflow_available():
+        from kmixvae.viz.tensorboard_events import EventWriter
+
+        with EventWriter(log_dir) as events:
+            for tag, picture in pictures.items():
+                events.image(tag, _to_rgb_or_gray(picture), int(step))
+        return list(pictures)
+    import tensorflow as tf
+
     writer = tf.summary.create_file_writer(str(log_dir))
     try:
         with writer.as_default():
@@ -117,9 +126,18 @@ def write_scalars(log_dir: str | Path, step: int, scalars: dict) -> None:
     write_scalars("runs/r1/tensorboard/eval", 3, {"eval/nelbo": 91.2})
     ```
     """
-    import tensorflow as tf
+    from kmixvae.data.pipeline import tensorflow_available
 
     Path(log_dir).mkdir(parents=True, exist_ok=True)
+    if not tensorflow_available():
+        from kmixvae.viz.tensorboard_events import EventWriter
+
+        with EventWriter(log_dir) as events:
+            for tag, value in scalars.items():
+                events.scalar(str(tag), float(value), int(step))
+        return
+    import tensorflow as tf
+
     writer = tf.summary.create_file_writer(str(log_dir))
     try:
         with writer.as_default():

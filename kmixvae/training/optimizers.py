@@ -1,0 +1,41 @@
+"""`make_optimizer`: the optimizer and learning-rate schedule a config describes."""
+
+from __future__ import annotations
+
+import keras
+
+from kmixvae import config as config_lib
+from kmixvae.errors import ConfigError
+from kmixvae.models.learning_rate_schedule import PhasedLearningRate
+
+
+def make_optimizer(config: config_lib.Config, steps_per_epoch: int):
+    """The optimizer of `training.*`: its class, learning-rate schedule (cosine,
+    warm restart) and clipnorm, for `steps_per_epoch` steps an epoch."""
+    t = config.training
+    lr = t.learning_rate
+    if t.restart_epoch > 0:
+        restart_lr = t.restart_learning_rate if t.restart_learning_rate is not None else lr
+        lr = PhasedLearningRate(
+            [
+                [lr, t.lr_final, t.restart_epoch * steps_per_epoch],
+                [restart_lr, t.lr_final, (t.epochs - t.restart_epoch) * steps_per_epoch],
+            ],
+            cosine=t.lr_schedule == "cosine",
+        )
+    elif t.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(
+            lr, decay_steps=max(1, t.epochs * steps_per_epoch)
+        )
+    kwargs = {"learning_rate": lr}
+    if t.clipnorm is not None:
+        kwargs["clipnorm"] = t.clipnorm
+    classes = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+    }
+    if t.optimizer not in classes:
+        raise ConfigError(f"training.optimizer: {t.optimizer!r} is not one of {', '.join(classes)}")
+    return classes[t.optimizer](**kwargs)
