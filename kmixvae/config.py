@@ -102,6 +102,18 @@ class EncoderConfig:
 class DecoderConfig:
     conditioning: str = _opt("film", choices=choices.CONDITIONINGS)
     embedding_dim: int = _opt(32, lo=1, switch=only_unless("conditioning", "none"))
+    film_init: str = _opt(
+        "identity",
+        choices=choices.FILM_INITS,
+        doc="FiLM layers at creation: exactly the identity, or a small random projection so "
+        "that each channel modulates the decoder from the first step",
+        switch=only_when("conditioning", "film"),
+    )
+    film_input: bool = _opt(
+        False,
+        doc="FiLM also feeds e_c to the decoder's first (dense) layer",
+        switch=only_when("conditioning", "film"),
+    )
     filters: list[int] = _opt([64, 32], lo=1)
     block: str = _opt(
         "subpixel",

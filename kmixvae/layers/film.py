@@ -5,15 +5,22 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from kmixvae.choices import FILM_INITS
+
 
 @keras.saving.register_keras_serializable(package="kmixvae")
 class FiLM(keras.layers.Layer):
     """FiLM: `h -> (1 + delta(e)) * h + beta(e)`, per feature channel.
 
     `delta` and `beta` are one dense projection of the conditioning vector
-    `e`, initialised at zero, so a new FiLM layer is exactly the identity.
+    `e`. With `init="identity"` the projection starts at zero, so a new FiLM
+    layer is exactly the identity; with `init="random"` it starts as a small
+    random projection (variance scaling 0.1, fan-in), so different
+    conditioning vectors modulate the features differently from the first
+    step.
 
     Args:
+        init: `"identity"` or `"random"`, the projection at creation.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -32,13 +39,23 @@ class FiLM(keras.layers.Layer):
         Conditioning Layer".
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, init="identity", **kwargs):
         super().__init__(**kwargs)
+        if init not in FILM_INITS:
+            raise ValueError(f"FiLM init: {init!r} is not one of {', '.join(FILM_INITS)}")
+        self.init = init
 
     def build(self, features_shape, embedding_shape):
         units = int(features_shape[-1])
         self.projection = keras.layers.Dense(
-            2 * units, kernel_initializer="zeros", bias_initializer="zeros", name="projection"
+            2 * units,
+            kernel_initializer=(
+                "zeros"
+                if self.init == "identity"
+                else keras.initializers.VarianceScaling(scale=0.1, mode="fan_in")
+            ),
+            bias_initializer="zeros",
+            name="projection",
         )
         self.projection.build(embedding_shape)
         self.built = True
@@ -53,3 +70,8 @@ class FiLM(keras.layers.Layer):
 
     def compute_output_shape(self, features_shape, embedding_shape):
         return features_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"init": self.init})
+        return config

@@ -113,6 +113,22 @@ class MixturePrior(keras.layers.Layer):
         kl = 0.5 * (var_ratio + mean_term - 1.0 - log_var + 2.0 * log_s)
         return ops.sum(kl, axis=-1)
 
+    def kl_z_at(self, mu, log_var, channels):
+        """KL(N(mu, exp(log_var)) || p(z|c)) with one channel per row.
+
+        Args:
+            mu, log_var: `(B, d)` posterior parameters.
+            channels: `(B,)` int channel of each row.
+
+        Returns:
+            `(B,)` KL divergences in nats.
+        """
+        m = ops.cast(ops.take(self.prior_means, channels, axis=0), "float32")
+        log_s = ops.cast(ops.take(self.prior_log_scales, channels, axis=0), "float32")
+        var_ratio = ops.exp(log_var - 2.0 * log_s)
+        mean_term = ops.square(mu - m) * ops.exp(-2.0 * log_s)
+        return ops.sum(0.5 * (var_ratio + mean_term - 1.0 - log_var + 2.0 * log_s), axis=-1)
+
     def kl_c(self, q, mask):
         """KL(q(c|x) || p(c)) over the active channels; `q` is `(B, K)`, zero where locked."""
         q = ops.cast(q, "float32")

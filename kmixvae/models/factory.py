@@ -65,6 +65,8 @@ def build_model(config: Config, image_shape: tuple[int, int, int]) -> MixtureVAE
         embedding_dim=m.decoder.embedding_dim,
         filters=m.decoder.filters,
         block=m.decoder.block,
+        film_init=m.decoder.film_init,
+        film_input=m.decoder.film_input,
         head=build_head(config, image_shape[-1]),
         name="decoder",
     )

@@ -289,6 +289,8 @@ class MixtureVAE(keras.Model):
             x, q_elbo, mu, log_var = x[:n], q_elbo[:n], mu[:n], log_var[:n]
             batch = ops.shape(x)[0]
         mu_a, log_var_a = self._select(mu, active), self._select(log_var, active)
+        if training and self.elbo.channels == "sampled":
+            return {**out, **self._sampled_channel_terms(x, q_elbo, mu_a, log_var_a, idx)}
         eps = keras.random.normal(ops.shape(mu_a), seed=self.seed_generator)
         z = mu_a + ops.exp(0.5 * log_var_a) * eps
         channels = ops.tile(ops.convert_to_tensor(list(active), dtype="int32"), (batch,))
@@ -300,6 +302,31 @@ class MixtureVAE(keras.Model):
             "nll": ops.reshape(nll, (-1, k)),
             "kl_z": self.prior.kl_z(mu_a, log_var_a, channels=active),
         }
+
+    def _sampled_channel_terms(self, x, q, mu_a, log_var_a, idx):
+        """The ELBO's per-channel terms with one channel per image drawn from q(c|x).
+
+        sum_c q(c|x) L_c(x) is estimated without bias by L_c'(x) with
+        c' ~ q(c|x): one decode per image instead of one per active channel,
+        so the ELBO can see the whole batch for less decoder work than the
+        exact sum over a sub-batch. q(c|x) gets no gradient from the ELBO
+        here (`elbo.assignment_gradient` is False), so the draw needs no
+        gradient estimator.
+        """
+        k = len(self._active)
+        q_a = ops.take(q, idx, axis=1)
+        pick = keras.random.categorical(
+            ops.log(ops.maximum(q_a, 1e-30)), 1, seed=self.seed_generator, dtype="int32"
+        )[:, 0]
+        onehot = ops.one_hot(pick, k)
+        channels = ops.take(idx, pick, axis=0)
+        mu = ops.sum(mu_a * onehot[:, :, None], axis=1)
+        log_var = ops.sum(log_var_a * onehot[:, :, None], axis=1)
+        eps = keras.random.normal(ops.shape(mu), seed=self.seed_generator)
+        z = mu + ops.exp(0.5 * log_var) * eps
+        nll = self.decoder.head.nll(x, self.decoder(z, channels))
+        kl_z = self.prior.kl_z_at(mu, log_var, channels)
+        return {"q_active": onehot, "nll": onehot * nll[:, None], "kl_z": onehot * kl_z[:, None]}
 
     def loss_terms(self, terms):
         """Reduces the per-image terms of `call` to the batch loss, its parts and the metrics."""
@@ -500,6 +527,8 @@ class MixtureVAE(keras.Model):
             "latent_dim": self.latent_dim,
             "latent_layout": self.encoder.layout,
             "decoder_conditioning": dec.conditioning,
+            "film_init": dec.film_init,
+            "film_input": dec.film_input,
             "film_layers": len(dec.films),
             "embedding_dim": dec.embedding_dim if dec.embedding is not None else 0,
             "decoder_filters": dec.filters,

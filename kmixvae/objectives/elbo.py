@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-from kmixvae.config_fields import option
+from kmixvae.choices import ELBO_CHANNELS
+from kmixvae.config_fields import only_when, option
 
 
 @dataclass
@@ -28,6 +29,14 @@ class ElboConfig:
         "encoder trunk",
     )
     start_epoch: int = option(0, lo=0, doc="training skips decoding (the ELBO) before this epoch")
+    channels: str = option(
+        "all",
+        choices=ELBO_CHANNELS,
+        doc="decode every active channel of each image (`all`: the exact sum over q(c|x)) or "
+        "one channel drawn from q(c|x) (`sampled`: the same expectation without bias, one "
+        "decode per image; q(c|x) gets no ELBO gradient, so it needs assignment_gradient false)",
+        switch=only_when("assignment_gradient", False),
+    )
 
     @classmethod
     def from_dict(cls, data: dict) -> ElboConfig:
