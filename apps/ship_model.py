@@ -41,6 +41,9 @@ HEADLINE = (
     ("recon_mse", "reconstruction MSE", "{:.5f}"),
     ("nelbo", "negative ELBO (nats)", "{:.3f}"),
     ("iwae_log_px", "IWAE log p(x) (nats)", "{:.3f}"),
+    ("sample_consistency", "sample consistency (judge)", "{:.3f}"),
+    ("recon_consistency", "recon consistency (judge)", "{:.3f}"),
+    ("judge_accuracy", "judge accuracy on these images", "{:.3f}"),
 )
 # evaluate's bookkeeping values that the card does not list as metrics.
 NOT_METRICS = {
@@ -243,6 +246,7 @@ def main(argv=None) -> int:
     from kmixvae.data import load_split
     from kmixvae.errors import KmixvaeError
     from kmixvae.evaluation.evaluate import evaluate_model, format_report
+    from kmixvae.evaluation.generation import default_judge_cache_dir, load_or_train_judge
     from kmixvae.models.export import save_for_inference
     from kmixvae.training.fit import load_model_file
     from kmixvae.utils.files import atomic_write_text
@@ -253,11 +257,20 @@ def main(argv=None) -> int:
         save_for_inference(model, out)
         shipped = load_model_file(out)
         images, labels = load_split(cfg.data, cfg.data.val_split)
-        train_count = len(load_split(cfg.data, cfg.data.train_split)[1])
+        train_images, train_labels = load_split(cfg.data, cfg.data.train_split)
+        train_count = len(train_labels)
     except KmixvaeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    metrics = evaluate_model(shipped, images, labels, iwae_samples=args.iwae_samples)
+    # The generation metrics' judge learns from the training split's labels (as `evaluate`'s).
+    judge = load_or_train_judge(
+        train_images,
+        train_labels,
+        seed=0,
+        source=cfg.data.train_split,
+        cache_dir=default_judge_cache_dir(),
+    )
+    metrics = evaluate_model(shipped, images, labels, iwae_samples=args.iwae_samples, judge=judge)
     metrics["split"] = cfg.data.val_split
     report = format_report(metrics)
     print(report)

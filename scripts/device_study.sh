@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session on a JAX-only machine (no TensorFlow, no Keras, no network), in two parts:
 #   1. scripts/device_run.sh (wheels, imports, scripts/gpu_check.sh) within DEVICE_CHECK_S seconds;
-#   2. a study grid (default apps/grids/channel_generation.json) with every (variant, seed) as its
+#   2. a study grid (default apps/grids/channel_generation_gpu.json) with every (variant, seed) as its
 #      own `apps/study.py --only V --seeds S` process on the one GPU, then its report.
 # Results come back as $OUT/device_run.log, $OUT/gpu_check.json, ... and $OUT/study.tgz (the
 # report, its figures, and each run's config, history, metrics and evaluation).
@@ -11,7 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/device_out}"
 mkdir -p "$OUT"
-GRID="${1:-apps/grids/channel_generation.json}"
+GRID="${1:-apps/grids/channel_generation_gpu.json}"
 TOTAL="${DEVICE_TOTAL_S:-540}"
 START=$(date +%s)
 log() { echo "[device_study $(date +%H:%M:%S) +$(($(date +%s) - START))s] $*" | tee -a "$OUT/study.log"; }
