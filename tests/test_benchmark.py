@@ -27,13 +27,23 @@ def bench():
     return load_app("benchmark")
 
 
-def _tiny_model(conditioning="film"):
+def _tiny_model(conditioning="film", elbo_channels="all"):
     from kmixvae.config import load_config
     from kmixvae.models.factory import build_model
 
+    film_keys = (
+        []
+        if conditioning == "film"
+        else [
+            'model.decoder.film_init="identity"',
+            "model.decoder.film_input=false",
+        ]
+    )
     config = load_config(
         REPO_ROOT / "configs" / "film_het.json",
-        overrides=TINY + [f"model.decoder.conditioning={conditioning}"],
+        overrides=TINY
+        + [f"model.decoder.conditioning={conditioning}", f'loss.elbo.channels="{elbo_channels}"']
+        + film_keys,
     )
     return build_model(config, (28, 28, 1))
 
@@ -51,6 +61,10 @@ def test_flop_counter_matches_hand_computation(bench):
     per = counts["layers"]
     # Plain images: the encoder sees each image once, the decoder 3 rows (one per channel).
     assert counts["encoder_rows"] == 1 and counts["decoder_rows"] == 3
+    # The sampled-channel ELBO (the shipped default) decodes one channel per image.
+    sampled = _tiny_model(elbo_channels="sampled")
+    sampled.set_active_channels([0, 1, 2])
+    assert bench.count_step_flops(sampled, _images(4))["decoder_rows"] == 1
     # Encoder conv_0: 28x28x1 -> stride 2, 'same' -> 14x14x4 with 3x3 kernels.
     assert per["mixture_vae/encoder/conv_0"] == 2 * 14 * 14 * 3 * 3 * 1 * 4
     # Encoder conv_1: 14x14x4 -> 7x7x8.
@@ -60,8 +74,8 @@ def test_flop_counter_matches_hand_computation(bench):
     # Heads: 16 -> 3*2 mu.
     assert per["mixture_vae/encoder/mu"] == 2 * 16 * 6
     # Decoder, 3 decodes per image: grid 7x7 (one 2x upsampling, 2x pixel-shuffle head),
-    # project 2 -> 7*7*8.
-    assert per["mixture_vae/decoder/project"] == 3 * 2 * 2 * (7 * 7 * 8)
+    # project [z, e_c] (film_input: 2 + 4) -> 7*7*8.
+    assert per["mixture_vae/decoder/project"] == 3 * 2 * (2 + 4) * (7 * 7 * 8)
     # conv_0 at 14x14: 8 -> 4 filters; head projection 4 -> 2 params * 2^2 at 14x14.
     assert per["mixture_vae/decoder/conv_0"] == 3 * 2 * 14 * 14 * 9 * 8 * 4
     assert per["mixture_vae/decoder/head/projection"] == 3 * 2 * 14 * 14 * 9 * 4 * 8
@@ -165,7 +179,9 @@ def test_worker_runs_tiny_config(bench):
             assert r["xla_gflop_per_image"] == pytest.approx(r["gflop_per_image"], rel=0.25)
         else:
             assert r["xla_gflop_per_image"] is None
-    assert records[0]["gflop_per_image"] > records[1]["gflop_per_image"]
+    # film_het.json decodes one channel per image (loss.elbo.channels "sampled"): the FLOPs
+    # of a step do not grow with the active channels.
+    assert records[0]["gflop_per_image"] == pytest.approx(records[1]["gflop_per_image"])
 
 
 def test_bad_override_fails_before_any_worker(bench, capsys):

@@ -172,7 +172,9 @@ def test_fit_prints_a_summary_and_one_short_line_per_epoch(trained):
     assert "resolved config:" not in out and "model (as built):" not in out
     lines = out.splitlines()
     assert all(len(line) < 160 for line in lines), max(lines, key=len)
-    assert lines[0].startswith("run: smoke (seed 0) -> ") and "config.json" in lines[0]
+    # The --data-dir notice first, then the run summary.
+    assert lines[0].startswith("--data-dir: data.source=npz")
+    assert lines[1].startswith("run: smoke (seed 0) -> ") and "config.json" in lines[1]
     assert any(line.startswith("model: K=3 channels") for line in lines)
     assert f"backend {keras.backend.backend()}" in out
     epochs = [line for line in lines if line.startswith("epoch ")]
