@@ -141,11 +141,18 @@ def test_batch_larger_than_the_training_split_is_rejected(tmp_path, data_dir, mo
     assert not (tmp_path / "runs").exists()
 
 
-def test_steps_per_epoch_is_honoured(tmp_path, data_dir):
+@pytest.mark.parametrize("pipeline", ["auto", "arrays"])
+def test_steps_per_epoch_is_honoured(tmp_path, data_dir, pipeline):
     steps = 2 * STEPS + 1  # more than one pass over the data
     run = tmp_path / "run"
     run_cli(
-        *_fit_args(tmp_path, data_dir, "training.epochs=2", f"training.steps_per_epoch={steps}"),
+        *_fit_args(
+            tmp_path,
+            data_dir,
+            "training.epochs=2",
+            f"training.steps_per_epoch={steps}",
+            f"data.pipeline={pipeline}",
+        ),
         "--run-dir",
         run,
     )

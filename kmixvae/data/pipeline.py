@@ -339,23 +339,7 @@ class DataBundle:
             The training `tf.data.Dataset` (or `ImageBatches`), reshuffled
             every epoch.
         """
-        if resolve_pipeline(self.pipeline) == "arrays":
-            from kmixvae.data.array_dataset import ImageBatches
-
-            return ImageBatches(
-                self.train_images,
-                self.train_labels,
-                self.batch_size,
-                shuffle=True,
-                seed=self.seed if seed is None else seed,
-                shuffle_buffer=self.shuffle_buffer,
-                drop_remainder=drop_remainder,
-                with_labels=with_labels,
-            )
-        return make_dataset(
-            self.train_images,
-            self.train_labels,
-            self.batch_size,
+        kwargs = dict(
             shuffle=True,
             seed=self.seed if seed is None else seed,
             shuffle_buffer=self.shuffle_buffer,
@@ -363,6 +347,11 @@ class DataBundle:
             with_labels=with_labels,
             repeat=repeat,
         )
+        if resolve_pipeline(self.pipeline) == "arrays":
+            from kmixvae.data.array_dataset import ImageBatches
+
+            return ImageBatches(self.train_images, self.train_labels, self.batch_size, **kwargs)
+        return make_dataset(self.train_images, self.train_labels, self.batch_size, **kwargs)
 
     def val_dataset(self, *, with_labels: bool = False) -> Optional[tf.data.Dataset]:
         """Validation batches in a fixed order, or `None` without a validation split.
