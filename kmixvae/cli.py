@@ -19,6 +19,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import click  # noqa: E402
 
 
+def _tensorflow_installed() -> bool:
+    """Whether TensorFlow can be imported (an import hook that blocks it counts as absent)."""
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def import_tensorflow_quietly() -> None:
     """Imports TensorFlow and Keras without their start-up lines on stderr.
 
@@ -37,7 +45,7 @@ def import_tensorflow_quietly() -> None:
             try:
                 import keras  # noqa: F401
 
-                if importlib.util.find_spec("tensorflow") is not None:
+                if _tensorflow_installed():
                     import tensorflow  # noqa: F401
             except BaseException:
                 os.dup2(saved, 2)

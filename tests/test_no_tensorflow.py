@@ -149,7 +149,7 @@ def test_fit_evaluate_sample_reconstruct_encode_without_tensorflow(tmp_path):
         fit,
         ["evaluate", str(run), "--iwae-samples", "2"],
         ["sample", str(model), "--n", "4", "--out", str(tmp_path / "s.png")],
-        ["reconstruct", str(model), *subset, "--out", str(tmp_path / "r.png")],
+        ["reconstruct", str(model), *subset, "--n", "8", "--out", str(tmp_path / "r.png")],
         ["encode", str(model), *subset, "--out", str(tmp_path / "e.npz")],
     ]
     proc = run_no_tf(["-c", COMMANDS_CODE, json.dumps(commands)])
