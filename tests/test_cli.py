@@ -13,9 +13,7 @@ import csv
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -25,6 +23,7 @@ from click.testing import CliRunner
 
 from kmixvae.cli import main
 from tests.helpers.cli import assert_one_error_line
+from tests.helpers.processes import kill_when_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SMOKE = REPO_ROOT / "configs" / "smoke.json"
@@ -347,25 +346,9 @@ def resumed(tmp_path_factory, data_dir):
     ]
     env = {**os.environ, "KERAS_BACKEND": keras.backend.backend(), "TF_CPP_MIN_LOG_LEVEL": "2"}
     state_file = run / "checkpoints" / "last.json"
-    log = open(tmp / "killed.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
-    try:
-        deadline = time.monotonic() + 400
-        while not state_file.is_file():
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"fit exited early ({proc.returncode}): {(tmp / 'killed.log').read_text()}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail("no checkpoint after 400 s")
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
+    returncode = kill_when_ready(
+        cmd, state_file.is_file, log_path=tmp / "killed.log", env=env, cwd=tmp, poll_s=0.1
+    )
     killed_state = json.loads(state_file.read_text())
     killed_rows = read_history(run / "history.csv")
     _, out, err = run_cli("fit", "--resume", run, "--verbose")
@@ -373,7 +356,7 @@ def resumed(tmp_path_factory, data_dir):
         "run": run,
         "killed_state": killed_state,
         "killed_rows": killed_rows,
-        "returncode": proc.returncode,
+        "returncode": returncode,
         "out": out,
         "tmp": tmp,
     }

@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.cli import assert_one_error_line
+from tests.helpers.processes import kill_when_ready
 from tests.test_cli import BATCH, N_TRAIN, SMOKE, run_cli, tiny_sets, write_patterns
 
 STEPS = N_TRAIN // BATCH  # training steps in one pass over the data
@@ -415,30 +416,14 @@ def _kill_during_save(tmp: Path, data_dir: Path, save_number: int) -> Path:
         "HANG_AT_SAVE": str(save_number),
         "HANG_FLAG": str(flag),
     }
-    log = open(tmp / "killed.log", "wb")
-    proc = subprocess.Popen(
+    returncode = kill_when_ready(
         [sys.executable, "-c", _SLOW_SAVE, *args, "--run-dir", str(run)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        flag.exists,
+        log_path=tmp / "killed.log",
         env=env,
         cwd=tmp,
     )
-    try:
-        deadline = time.monotonic() + 400
-        while not flag.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"fit exited early: {(tmp / 'killed.log').read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail("no checkpoint save after 400 s")
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
-    assert proc.returncode == -signal.SIGKILL
+    assert returncode == -signal.SIGKILL
     return run
 
 
