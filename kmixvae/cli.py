@@ -302,6 +302,24 @@ def _data_options(f):
     return f
 
 
+def _judge_options(f):
+    """`--judge-split` and `--samples-per-channel`, shared by `evaluate` and `visualize`."""
+    f = click.option(
+        "--samples-per-channel",
+        default=200,
+        show_default=True,
+        type=click.IntRange(0),
+        help="Prior draws per active channel the judge scores (0: no judge, no generation scores).",
+    )(f)
+    f = click.option(
+        "--judge-split",
+        default=None,
+        help="Labelled split the generation judge (a digit classifier) learns from; it must "
+        "not share images with --split (default: the run's data.train_split).",
+    )(f)
+    return f
+
+
 def _out_file(path, suffix):
     p = Path(path)
     if p.suffix.lower() != suffix:
@@ -317,19 +335,7 @@ def _out_file(path, suffix):
 @click.option("--iwae-samples", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--usage-min", default=0.02, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--purity-min", default=0.80, show_default=True, type=click.FloatRange(0, 1))
-@click.option(
-    "--judge-split",
-    default=None,
-    help="Labelled split the generation judge (a digit classifier) learns from; it must not "
-    "share images with --split (default: the run's data.train_split).",
-)
-@click.option(
-    "--samples-per-channel",
-    default=200,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Prior draws per active channel scored by the judge (0: no generation metrics).",
-)
+@_judge_options
 @click.option(
     "--out", type=click.Path(), help="metrics JSON (default: <run>/eval_metrics.json for a run)."
 )
@@ -379,19 +385,7 @@ def evaluate(
     "--out", "out_dir", type=click.Path(file_okay=False), help="Folder (default: <run>/figures)."
 )
 @click.option("--max-points", default=5000, show_default=True, type=click.IntRange(1))
-@click.option(
-    "--judge-split",
-    default=None,
-    help="Labelled split the judge learns from, for each channel's share in channel_samples.png "
-    "(default: the run's data.train_split).",
-)
-@click.option(
-    "--samples-per-channel",
-    default=200,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Prior draws per channel the judge scores (0: no shares in channel_samples.png).",
-)
+@_judge_options
 def visualize(
     model_path, data_dir, dataset, split, out_dir, max_points, judge_split, samples_per_channel
 ):
