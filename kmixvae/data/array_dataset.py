@@ -30,20 +30,8 @@ from typing import Optional
 import keras
 import numpy as np
 
+from kmixvae.data.batching import check_batch_inputs, pixel_scale
 from kmixvae.errors import DataError
-
-
-def _scale_of(images: np.ndarray) -> float:
-    return 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
-
-
-def _check_images(images, batch_size: int) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise DataError(f"images: expected [N, H, W, C], got shape {images.shape}")
-    if batch_size < 1:
-        raise DataError(f"batch_size: {batch_size} must be at least 1")
-    return images
 
 
 def buffered_permutation(n: int, buffer: int, rng: np.random.Generator) -> np.ndarray:
@@ -135,16 +123,7 @@ class ImageBatches(keras.utils.PyDataset):
         repeat: bool = False,
     ):
         super().__init__()
-        self.images = _check_images(images, batch_size)
-        if with_labels:
-            if labels is None:
-                raise DataError("labels: needed when with_labels=True")
-            labels = np.asarray(labels).astype(np.int64)
-            if labels.shape != (len(self.images),):
-                raise DataError(
-                    f"labels: shape {labels.shape} does not match {len(self.images)} images"
-                )
-        self.labels = labels
+        self.images, self.labels = check_batch_inputs(images, labels, batch_size, with_labels)
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle) and len(self.images) > 1
         self.seed = np.random.SeedSequence().entropy if seed is None else int(seed)
@@ -152,7 +131,7 @@ class ImageBatches(keras.utils.PyDataset):
         self.drop_remainder = bool(drop_remainder)
         self.with_labels = bool(with_labels)
         self.repeat = bool(repeat)
-        self.scale = _scale_of(self.images)
+        self.scale = pixel_scale(self.images)
         self.epoch = 0
         self._per_pass = _num_batches(len(self.images), self.batch_size, self.drop_remainder)
         if self._per_pass == 0:

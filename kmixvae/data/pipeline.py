@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Optional, Union
 import numpy as np
 
 from kmixvae.config import Config, DataConfig
+from kmixvae.data.batching import check_batch_inputs, pixel_scale
 from kmixvae.data.sources import load_splits
 from kmixvae.errors import ConfigError, DataError
 
@@ -109,17 +110,8 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise DataError(f"images: expected [N, H, W, C], got shape {images.shape}")
-    if batch_size < 1:
-        raise DataError(f"batch_size: {batch_size} must be at least 1")
+    images, labels = check_batch_inputs(images, labels, batch_size, with_labels)
     if with_labels:
-        if labels is None:
-            raise DataError("labels: needed when with_labels=True")
-        labels = np.asarray(labels).astype(np.int64)
-        if labels.shape != (len(images),):
-            raise DataError(f"labels: shape {labels.shape} does not match {len(images)} images")
         ds = tf.data.Dataset.from_tensor_slices((images, labels))
     else:
         ds = tf.data.Dataset.from_tensor_slices(images)
@@ -130,7 +122,7 @@ def make_dataset(
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
+    scale = pixel_scale(images)
 
     def normalise(x):
         return tf.cast(x, tf.float32) * scale
@@ -179,7 +171,7 @@ def make_neighbor_dataset(
     shape = tuple(nbr.shape)
     if len(shape) != 2 or shape[0] != len(images):
         raise DataError(f"neighbors: expected shape ({len(images)}, k), got {shape}")
-    scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
+    scale = pixel_scale(images)
     table = tf.constant(images)
     k = shape[1]
     n = len(images)
