@@ -372,7 +372,8 @@ def test_kill_left_a_consistent_partial_run(resumed):
 def test_resume_completes_all_epochs(resumed):
     run = resumed["run"]
     rows = read_history(run / "history.csv")
-    assert [int(float(r["epoch"])) for r in rows] == [1, 2, 3]
+    # Integers throughout: the killed run's rows are rewritten as they were written.
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     # The curriculum stage continues where the killed run left it.
     assert [float(r["active_channels"]) for r in rows] == [1.0, 2.0, 3.0]
     # Rows of the killed run are kept as they were.

@@ -276,9 +276,16 @@ def rows_to_csv(rows) -> str:
 
 
 def read_history_csv(path) -> list[dict]:
-    """Reads a `history.csv` back as a list of rows of floats."""
+    """Reads a `history.csv` back as a list of rows of floats, `epoch` an int.
+
+    `epoch` stays an int so that a resumed run's `HistoryWriter` writes the
+    earlier rows' epochs as `HistoryWriter` first wrote them (`1`, not `1.0`).
+    """
     with open(path, newline="", encoding="utf-8") as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+        return [
+            {k: int(float(v)) if k == "epoch" else float(v) for k, v in row.items() if v != ""}
+            for row in csv.DictReader(f)
+        ]
 
 
 def save_model_atomic(model, path) -> None:
