@@ -270,6 +270,46 @@ def test_resume_of_a_finished_run_leaves_it_untouched(finished, tmp_path):
     assert _snapshot(run) == before
 
 
+# Early stopping that stops at the first epoch it may (the second): nothing improves by 1e9.
+_EARLY_STOPPING = (
+    "training.early_stopping.enabled=true",
+    "training.early_stopping.patience=1",
+    "training.early_stopping.min_delta=1e9",
+)
+
+
+def test_resume_of_an_early_stopped_run_leaves_it_untouched(tmp_path, data_dir):
+    run = tmp_path / "run"
+    run_cli(*_fit_args(tmp_path, data_dir, "training.epochs=3", *_EARLY_STOPPING), "--run-dir", run)
+    state = json.loads((run / "checkpoints" / "last.json").read_text())
+    assert state["epochs_done"] == 2
+    assert state["early_stopping"] == {"stopped_early": True, "stopped_epoch": 2}
+    before = _snapshot(run)
+    time.sleep(0.01)
+    _, out, _ = run_cli("fit", "--resume", run)
+    assert "is complete (early stopping ended it after epoch 2 of 3)" in out
+    assert _snapshot(run) == before
+    # The advice works: with early stopping off in config.json the run trains on.
+    config = json.loads((run / "config.json").read_text())
+    config["training"]["early_stopping"] = {"enabled": False}
+    (run / "config.json").write_text(json.dumps(config))
+    _, out, _ = run_cli("fit", "--resume", run)
+    assert "is complete" not in out
+    assert [r["epoch"] for r in _history(run)] == ["1", "2", "3"]
+    assert "early_stopping" not in json.loads((run / "checkpoints" / "last.json").read_text())
+
+
+def test_a_run_early_stopping_did_not_stop_is_extended_on_resume(tmp_path, data_dir):
+    run = tmp_path / "run"
+    run_cli(*_fit_args(tmp_path, data_dir, "training.epochs=1", *_EARLY_STOPPING), "--run-dir", run)
+    state = json.loads((run / "checkpoints" / "last.json").read_text())
+    assert state["early_stopping"] == {"stopped_early": False, "stopped_epoch": None}
+    _, out, _ = run_cli("fit", "--resume", run, "--set", "training.epochs=2")
+    assert "is complete" not in out
+    assert [r["epoch"] for r in _history(run)] == ["1", "2"]
+    assert json.loads((run / "checkpoints" / "last.json").read_text())["epochs_done"] == 2
+
+
 def test_resume_takes_the_documented_overrides_and_records_them(finished, tmp_path):
     run = _copy_run(finished, tmp_path)
     before = _snapshot(run)

@@ -153,11 +153,28 @@ class GatedEarlyStopping(keras.callbacks.EarlyStopping):
     """`EarlyStopping` that only counts epochs once every channel is unlocked.
 
     Before that, the monitored loss is not comparable across curriculum stages.
+    Its state in `last.json` (`state_key`) says whether it stopped the run and
+    after which epoch, which is how `fit --resume` knows an early-stopped run
+    is complete; it must come before the `Checkpointer` in the callbacks, so
+    that the epoch it stops at is recorded with that epoch.
     """
+
+    state_key = "early_stopping"
 
     def __init__(self, gate: CurriculumGate, **kwargs):
         super().__init__(**kwargs)
         self.gate = gate
+
+    def get_state(self) -> dict:
+        """`{"stopped_early": bool, "stopped_epoch": 1-based epoch or None}`."""
+        stopped = self.stopped_epoch > 0  # Keras sets it (0-based) only when it stops, never at 0
+        return {
+            "stopped_early": stopped,
+            "stopped_epoch": self.stopped_epoch + 1 if stopped else None,
+        }
+
+    def set_state(self, state) -> None:
+        """Nothing to restore: Keras restarts the patience count at every `fit`."""
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.gate.open():

@@ -210,16 +210,16 @@ def _callbacks(config, data, path, state, log, full_output):
         done = state["epochs_done"]
         rows = [r for r in cb.read_history_csv(path / "history.csv") if r["epoch"] <= done]
     callbacks.append(cb.HistoryWriter(path / "history.csv", rows=rows))
-    callbacks.append(
-        cb.Checkpointer(path / "checkpoints", gate, monitor=_monitor(data), callbacks=callbacks)
-    )
     es = config.training.early_stopping
-    if es.enabled:
+    if es.enabled:  # before the Checkpointer, which records whether it stopped the run
         callbacks.append(
             cb.GatedEarlyStopping(
                 gate, monitor=es.monitor, patience=es.patience, min_delta=es.min_delta, verbose=1
             )
         )
+    callbacks.append(
+        cb.Checkpointer(path / "checkpoints", gate, monitor=_monitor(data), callbacks=callbacks)
+    )
     if config.output.tensorboard:
         callbacks.extend(_tensorboard_callbacks(config, path, data))
     if not full_output:

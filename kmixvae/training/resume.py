@@ -11,8 +11,8 @@ On resume:
 
 - the temporary files of writes that a kill interrupted are removed;
 - a run with no completed epoch starts again from scratch (saying so);
-- a run that is complete (all its epochs, or ended by early stopping) is
-  left untouched;
+- a run that is complete (all its epochs, or ended by early stopping, as its
+  `last.json` records) is left untouched;
 - the optimizer keeps its checkpointed moments and step count, while its
   learning-rate schedule and clipping are rebuilt from the config.
 
@@ -88,7 +88,11 @@ def completion_message(run_dir: str | Path, config: config_lib.Config) -> str | 
 
     A run is complete when its final files were written after its last
     completed epoch (`metrics.json` counts that epoch) and that epoch is its
-    last one (`training.epochs`), or early stopping ended it.
+    last one (`training.epochs`), or early stopping ended it there: its
+    `checkpoints/last.json` says `stopped_early` (under `early_stopping`) and
+    the config still has early stopping on (turning it off in `config.json`
+    trains the run on). A `last.json` written before that flag existed
+    counts as early-stopped when early stopping is on and epochs remain.
     """
     run_dir = Path(run_dir)
     state = _read_state(run_dir)
@@ -100,16 +104,24 @@ def completion_message(run_dir: str | Path, config: config_lib.Config) -> str | 
         return None
     epochs = config.training.epochs
     if done >= epochs:
-        how = f"all {done} epochs trained"
-    elif config.training.early_stopping.enabled:
-        how = f"early stopping ended it after epoch {done} of {epochs}"
-    else:
+        return (
+            f"run {str(run_dir)!r} is complete (all {done} epochs trained); nothing was changed. "
+            f"To train it further, resume with --set training.epochs=N (N above {done})."
+        )
+    if not (config.training.early_stopping.enabled and _stopped_early(state)):
         return None
     return (
-        f"run {str(run_dir)!r} is complete ({how}); nothing was changed. "
-        "To train it further, resume with --set training.epochs=N (N above "
-        f"{done})" + (", with early stopping off" if done < epochs else "") + "."
+        f"run {str(run_dir)!r} is complete (early stopping ended it after epoch {done} of "
+        f"{epochs}); nothing was changed. To train it further, set "
+        "training.early_stopping.enabled to false in its config.json and resume."
     )
+
+
+def _stopped_early(state: dict) -> bool:
+    """Whether `last.json` says early stopping ended the run (True for one without the flag)."""
+    if "early_stopping" not in state:  # written before runs recorded it
+        return True
+    return bool(state["early_stopping"].get("stopped_early"))
 
 
 def resume_state(run_dir: str | Path, log=print) -> dict | None:
