@@ -90,6 +90,50 @@ def run_main_job(run_dir: Path) -> tuple[str, str]:
     return command, first
 
 
+def _git(root: Path, *args: str) -> list[str]:
+    """The output lines of `git <args>` in `root` (none when git fails)."""
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    return [line for line in proc.stdout.splitlines() if line] if proc.returncode == 0 else []
+
+
+def git_line(root: Path = ROOT, max_paths: int = 8) -> str | None:
+    """The card's `git commit` entry: the commit, and what differs from it.
+
+    Lists the tracked files changed since `HEAD` (staged or not) and the
+    untracked files git does not ignore; the shipped files (`saved_models/`)
+    and ignored files (run folders, caches) do not count.
+
+    Args:
+        root: the repository.
+        max_paths: paths named before the rest are counted.
+
+    Returns:
+        e.g. `"e5e510c"`, `"e5e510c (uncommitted changes in: docs/x.md)"`
+        or `"e5e510c (uncommitted changes in: a.py; untracked: b.py)"`;
+        None outside a git repository or without git.
+    """
+    try:
+        commit = _git(root, "rev-parse", "--short", "HEAD")
+        if not commit:
+            return None
+        scope = ("--", ".", ":!saved_models")
+        changed = _git(root, "diff", "--name-only", "HEAD", *scope)
+        untracked = _git(root, "ls-files", "--others", "--exclude-standard", *scope)
+    except OSError:
+        return None
+
+    def named(paths):
+        more = len(paths) - max_paths
+        return ", ".join(paths[:max_paths]) + (f" and {more} more" if more > 0 else "")
+
+    parts = []
+    if changed:
+        parts.append(f"uncommitted changes in: {named(changed)}")
+    if untracked:
+        parts.append(f"untracked: {named(untracked)}")
+    return commit[0] + (f" ({'; '.join(parts)})" if parts else "")
+
+
 def versions() -> dict:
     """Versions of everything that shaped the model."""
     import keras
@@ -106,20 +150,9 @@ def versions() -> dict:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(  # the shipped files themselves do not count
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!saved_models"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        if commit:
-            out["git commit"] = commit + (" (with uncommitted changes)" if dirty else "")
-    except OSError:
-        pass
+    line = git_line(ROOT)
+    if line:
+        out["git commit"] = line
     return out
 
 

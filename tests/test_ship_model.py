@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -86,3 +87,40 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     )
     assert "error:" in capsys.readouterr().err
     assert not (tmp_path / "m.keras").exists()
+
+
+def _git(repo, *args):
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_git_line_names_the_changed_paths(tmp_path):
+    ship = load_app("ship_model")
+    repo = tmp_path / "repo"
+    (repo / "docs").mkdir(parents=True)
+    (repo / "saved_models").mkdir()
+    (repo / ".gitignore").write_text("runs/\n")
+    (repo / "docs" / "x.md").write_text("a\n")
+    (repo / "saved_models" / "README.md").write_text("card\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "first")
+    commit = ship._git(repo, "rev-parse", "--short", "HEAD")[0]
+    # Ignored files and the shipped files themselves leave the line clean.
+    (repo / "runs").mkdir()
+    (repo / "runs" / "log.txt").write_text("x\n")
+    (repo / "saved_models" / "README.md").write_text("new card\n")
+    assert ship.git_line(repo) == commit
+    (repo / "docs" / "x.md").write_text("b\n")
+    assert ship.git_line(repo) == f"{commit} (uncommitted changes in: docs/x.md)"
+    (repo / "new.py").write_text("\n")
+    (repo / "docs" / "y.md").write_text("\n")
+    _git(repo, "add", "docs/y.md")  # staged counts too
+    assert ship.git_line(repo, max_paths=1) == (
+        f"{commit} (uncommitted changes in: docs/x.md and 1 more; untracked: new.py)"
+    )
+    assert ship.git_line(tmp_path / "missing") is None  # no such folder: no git line
