@@ -50,6 +50,7 @@ TABLE = (
     ("accuracy", "clustering acc", 100.0, "{:.1f}"),
     ("nmi", "NMI", 1.0, "{:.3f}"),
     ("specialised_count", "specialised", 1.0, "{:.1f}"),
+    ("kept_channels", "channels kept", 1.0, "{:.1f}"),
     ("nelbo", "-ELBO (nats)", 1.0, "{:.1f}"),
     ("iwae_log_px", "IWAE log p(x) (nats)", 1.0, "{:.1f}"),
     ("recon_mse", "recon MSE", 1.0, "{:.4f}"),
@@ -185,6 +186,7 @@ def collect(grid: dict) -> dict:
             ev = json.loads((rd / "eval_metrics.json").read_text())
             rows = _history(rd)
             ev["train_seconds"] = rows[-1].get("train_seconds") if rows else None
+            ev["kept_channels"] = len(ev.get("active_channels") or [])
             for t in THRESHOLDS:
                 ev[f"time_to_{t}"] = time_to(rows, t)
             ev["seed"] = seed

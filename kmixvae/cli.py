@@ -442,7 +442,7 @@ def sample(model_path, channel, n, seed, out):
         raise ConfigError(f"--channel: {channel} is out of range 0..{model.num_channels - 1}")
     if channel is not None and channel not in model.active_channels:
         raise ConfigError(
-            f"--channel: {channel} is locked in this model (active: {list(model.active_channels)})"
+            f"--channel: {channel} is masked in this model (active: {list(model.active_channels)})"
         )
     result = model.sample(n, channel=channel, seed=seed)
     save_image_grid(

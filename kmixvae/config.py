@@ -213,6 +213,30 @@ class CurriculumConfig:
 
 
 @dataclass
+class PruningConfig:
+    """Channel pruning (`kmixvae.training.channel_pruning`): model.num_channels is an upper bound."""
+
+    SWITCH: ClassVar[Switch] = only_when("enabled", True)
+    enabled: bool = _opt(False)
+    check_epochs: list[int] = _opt(
+        [8, 10, 12],
+        lo=1,
+        doc="epochs (counted as training.restart_epoch) at whose start channels are checked",
+    )
+    merge_share: float = _opt(
+        0.2,
+        lo=0.0,
+        hi=1.0,
+        doc="a channel sharing this share of its neighbour pairs with another is merged into it",
+    )
+    min_usage: float = _opt(
+        0.01, lo=0.0, hi=1.0, doc="a channel holding a smaller share of the images is masked"
+    )
+    neighbors: int = _opt(20, lo=1, doc="k of the mutual k-NN graph in the encoder's feature space")
+    min_channels: int = _opt(2, lo=1, doc="never keep fewer channels")
+
+
+@dataclass
 class EarlyStoppingConfig:
     SWITCH: ClassVar[Switch] = only_when("enabled", True)
     enabled: bool = _opt(False)
@@ -283,6 +307,7 @@ class Config:
     model: ModelConfig = _sub(ModelConfig)
     loss: Any = section(None, factory=loss_config_class)
     curriculum: CurriculumConfig = _sub(CurriculumConfig)
+    pruning: PruningConfig = _sub(PruningConfig)
     training: TrainingConfig = _sub(TrainingConfig)
     distribution: DistributionConfig = _sub(DistributionConfig)
     output: OutputConfig = _sub(OutputConfig)
@@ -429,6 +454,32 @@ def _check_splits(data: DataConfig) -> None:
             raise ConfigError(f"data.{key}: {e}") from None
 
 
+def _check_pruning(config: Config) -> None:
+    pr = config.pruning
+    if not pr.enabled:
+        return
+    if config.curriculum.enabled:
+        raise ConfigError(
+            "pruning.enabled: channel pruning and the curriculum both drive the channel mask; "
+            "switch one off"
+        )
+    epochs = pr.check_epochs
+    if not epochs or sorted(set(epochs)) != epochs:
+        raise ConfigError(f"pruning.check_epochs: {epochs!r} must be strictly increasing")
+    if epochs[-1] >= config.training.epochs:
+        raise ConfigError(
+            f"pruning.check_epochs: {epochs[-1]} must be below training.epochs "
+            f"({config.training.epochs})"
+        )
+    if pr.min_channels > config.model.num_channels:
+        raise ConfigError(
+            f"pruning.min_channels: {pr.min_channels} exceeds model.num_channels "
+            f"({config.model.num_channels})"
+        )
+    if pr.merge_share <= 0.0:
+        raise ConfigError("pruning.merge_share: must be above 0 (0 would merge every pair)")
+
+
 def validate(config: Config) -> Config:
     """Checks rules that tie several keys together; returns the config."""
     _check_splits(config.data)
@@ -464,6 +515,7 @@ def validate(config: Config) -> Config:
                     f"curriculum.unlock_epochs: {len(cur.unlock_epochs)} epochs listed, but "
                     f"{needed} unlocks are needed to go from {cur.start_channels} to {max_ch}"
                 )
+    _check_pruning(config)
     _check_views(config)
     if config.training.lr_final > config.training.learning_rate:
         raise ConfigError(

@@ -23,6 +23,7 @@ EXPECTED = [
     "mixture/channel_samples.png",
     "mixture/channel_manifolds.png",
     "mixture/channel_usage.png",
+    "mixture/channel_confusion.png",
     "core/training_curves.png",
 ]
 HISTORY = {
@@ -63,6 +64,20 @@ def test_make_all_figures(tmp_path, latent_dim):
         assert 300 <= width <= 4000 and 150 <= height <= 4000, (path, width, height)
     leftovers = [p.name for p in (tmp_path / "figures").rglob("*.tmp*")]
     assert not leftovers
+
+
+def test_channel_label_counts_show_a_shared_and_a_split_label():
+    from kmixvae.viz.figures import channel_label_counts
+
+    # Channel 3 holds labels 4 and 9; label 1 is split over channels 0 and 2; channel 5 is masked.
+    labels = np.array([4] * 6 + [9] * 4 + [1] * 5 + [1] * 3 + [7] * 4)
+    channel = np.array([3] * 10 + [0] * 5 + [2] * 3 + [1] * 4)
+    chans, classes, counts, matched = channel_label_counts(labels, channel, (0, 1, 2, 3, 4))
+    assert classes.tolist() == [1, 4, 7, 9]
+    assert matched == {0: 1, 3: 4, 1: 7}
+    assert chans == [0, 3, 1, 2, 4]  # by matched label, then unmatched (no masked channel 5)
+    assert counts[chans.index(3)].tolist() == [0, 6, 0, 4]
+    assert counts[:, 0].tolist() == [5, 0, 0, 3, 0]
 
 
 def test_collect_latents_caps_points():

@@ -148,8 +148,9 @@ def test_report_is_written_in_the_run(report, run_dir):
 def test_every_referenced_figure_exists(report):
     page = parse(report)
     assert_images_exist(page, report.parent)
-    # curves, K sample strips, K latent clouds, reconstructions
-    assert len(page.images) == 1 + K + K + 1
+    # curves, K sample strips, K latent clouds, channels x labels, reconstructions
+    assert len(page.images) == 1 + K + K + 1 + 1
+    assert "Channels and labels" in "".join(page.text)
 
 
 def test_every_metric_of_the_metrics_files_appears(report, run_dir):
@@ -203,13 +204,13 @@ def test_report_of_a_model_file_needs_out(run_dir, tmp_path):
     assert "resolved config" in "".join(page.text)
 
 
-def test_locked_channels_have_no_samples(tmp_path):
+def test_masked_channels_have_no_samples(tmp_path):
     model = build_model(from_dict(TINY), (28, 28, 1))
     model.set_active_channels([0, 2])
     images, labels = synthetic(20)
     html = build_report_html(model, images, labels, title="t")
     assert html.count("samples of channel") == 2
-    assert "locked" in html
+    assert "masked" in html
 
 
 def test_cli_report(run_dir, tmp_path):

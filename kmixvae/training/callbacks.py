@@ -140,13 +140,19 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 
 class CurriculumGate:
-    """Tells whether the losses of successive epochs are comparable yet."""
+    """Tells whether the losses of successive epochs are comparable yet.
 
-    def __init__(self, curriculum=None):
+    They are not while the channel mask may still change: before the
+    curriculum has unlocked every channel, or channel pruning has made its
+    last check.
+    """
+
+    def __init__(self, curriculum=None, pruning=None):
         self.curriculum = curriculum
+        self.pruning = pruning
 
     def open(self) -> bool:
-        return self.curriculum is None or self.curriculum.complete
+        return all(stage is None or stage.complete for stage in (self.curriculum, self.pruning))
 
 
 class GatedEarlyStopping(keras.callbacks.EarlyStopping):

@@ -31,6 +31,7 @@ from kmixvae.models.factory import build_model
 from kmixvae.training import callbacks as cb
 from kmixvae.training import progress
 from kmixvae.training import resume as resume_lib
+from kmixvae.training.channel_pruning import ChannelPruning
 from kmixvae.training.curriculum import ChannelCurriculum
 from kmixvae.training.distribution import configure_distribution
 from kmixvae.training.optimizers import make_optimizer
@@ -95,6 +96,13 @@ def describe_run(config: config_lib.Config, model, dist) -> str:
             f"channels, unlock_init={cur.unlock_init}"
             if cur.enabled
             else "off (all channels from the start)"
+        ),
+        "pruning: "
+        + (
+            f"checks at epochs {', '.join(str(e + 1) for e in config.pruning.check_epochs)}, "
+            f"merge_share={config.pruning.merge_share}, min_usage={config.pruning.min_usage}"
+            if config.pruning.enabled
+            else "off"
         ),
     ]
     return "\n".join(lines)
@@ -198,6 +206,18 @@ def _callbacks(config, data, path, state, log, full_output):
             seed=config.seed,
         )
         callbacks.append(gate.curriculum)
+    if config.pruning.enabled:
+        p = config.pruning
+        gate.pruning = ChannelPruning(
+            data.train_images,
+            check_epochs=p.check_epochs,
+            merge_share=p.merge_share,
+            min_usage=p.min_usage,
+            neighbors=p.neighbors,
+            min_channels=p.min_channels,
+            log=log,
+        )
+        callbacks.append(gate.pruning)
     callbacks.append(cb.TermSchedule())
     if config.training.restart_epoch > 0:
         callbacks.append(cb.OptimizerRestart(config.training.restart_epoch))
@@ -311,6 +331,14 @@ def _finish(config, model, data, callbacks, wall, path, log) -> RunResult:
     curriculum = checkpointer.gate.curriculum
     if curriculum is not None:
         metrics["unlock_events"] = curriculum.events
+    pruning = checkpointer.gate.pruning
+    if pruning is not None:
+        metrics["pruning_events"] = pruning.events
+        metrics["kept_channels"] = len(model.active_channels)
+        log(
+            f"channel pruning: kept {len(model.active_channels)} of {model.num_channels} channels "
+            f"({', '.join(str(c) for c in model.active_channels)})"
+        )
     metrics["generation"] = end_of_run_generation(model, data, config.data.train_split)
     if "skipped" not in metrics["generation"]:
         g = metrics["generation"]

@@ -148,6 +148,11 @@ def summarize_config(config, run_dir=None) -> str:
         "loss: " + _loss_summary(loss),
         f"training: {t.epochs} epochs, {t.optimizer} lr {t.learning_rate:g} ({t.lr_schedule})"
         + (", channel curriculum" if config.curriculum.enabled else "")
+        + (
+            f", channel pruning (K={m.num_channels} an upper bound)"
+            if config.pruning.enabled
+            else ""
+        )
         + f"; backend {keras.backend.backend()}",
     ]
     return "\n".join(lines)

@@ -343,7 +343,7 @@ def plot_channel_usage(summary: LatentSummary, path: str | Path) -> Path:
                 fontsize=7,
             )
         elif not ch["active"]:
-            ax.annotate("locked", (i, 0), ha="center", va="bottom", fontsize=7, rotation=90)
+            ax.annotate("masked", (i, 0), ha="center", va="bottom", fontsize=7, rotation=90)
     ax.axhline(rep["usage_min"], color="grey", linestyle=":", linewidth=1)
     ax.set_xticks(range(k))
     ax.set_xticklabels([str(c) for c in range(k)], fontsize=7 if k > 20 else 9)
@@ -354,7 +354,7 @@ def plot_channel_usage(summary: LatentSummary, path: str | Path) -> Path:
         handles=[
             Line2D([], [], color="tab:green", linewidth=6, label="specialised"),
             Line2D([], [], color="tab:red", linewidth=6, label="garbage (active)"),
-            Line2D([], [], color="lightgrey", linewidth=6, label="locked"),
+            Line2D([], [], color="lightgrey", linewidth=6, label="masked"),
             Line2D([], [], color="grey", linestyle=":", label=f"usage_min {rep['usage_min']:g}"),
         ],
         fontsize=8,
@@ -365,6 +365,95 @@ def plot_channel_usage(summary: LatentSummary, path: str | Path) -> Path:
         f"{rep['specialised_count']} specialised (purity >= {rep['purity_min']:g})"
     )
     return _save(fig, path)
+
+
+def channel_label_counts(
+    labels, channel, active_channels
+) -> tuple[list, np.ndarray, np.ndarray, dict]:
+    """The table behind `plot_channel_confusion`: images per (active channel, label).
+
+    Returns:
+        `(channels, classes, counts, matched)`: the active channels ordered by
+        their matched label (unmatched last), the labels, int `(channels,
+        classes)` image counts, and the `{channel: label}` matching.
+    """
+    from kmixvae.evaluation.metrics import cluster_label_matching
+
+    labels, channel = np.asarray(labels), np.asarray(channel)
+    classes = np.unique(labels)
+    # A channel matched to a label it holds no image of (more channels than labels) shows unmatched.
+    matched = {
+        c: label
+        for c, label in cluster_label_matching(labels, channel).items()
+        if np.any((channel == c) & (labels == label))
+    }
+    order = {label: i for i, label in enumerate(classes.tolist())}
+    chans = sorted(
+        (int(c) for c in active_channels),
+        key=lambda c: (order.get(matched.get(c), len(classes)), c),
+    )
+    counts = np.zeros((len(chans), len(classes)), dtype=np.int64)
+    for row, c in enumerate(chans):
+        own = labels[channel == c]
+        counts[row] = [(own == label).sum() for label in classes]
+    return chans, classes, counts, matched
+
+
+def plot_channel_confusion(summary: LatentSummary, path: str | Path) -> Path:
+    """Channel x label table: which labels each active channel holds.
+
+    Rows are the active channels, ordered by the label the accuracy's
+    one-to-one matching gives them (unmatched channels last); each cell is
+    the share of the channel's images with that label, annotated with the
+    count where it is at least 2% of the row. A channel that holds two
+    labels (e.g. 4 and 9) shows two dark cells; a label split over two
+    channels shows one dark column in two rows. Labels are used only here,
+    to score the channels.
+
+    Args:
+        summary: from `collect_latents`.
+        path: PNG to write (`mixture/channel_confusion.png`).
+
+    Returns:
+        The path written.
+    """
+    return _save(
+        channel_confusion_figure(summary.labels, summary.channel, summary.active_channels), path
+    )
+
+
+def channel_confusion_figure(labels, channel, active_channels) -> Figure:
+    """The figure of `plot_channel_confusion` for `(N,)` labels and channels."""
+    chans, classes, counts, matched = channel_label_counts(labels, channel, active_channels)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig = Figure(figsize=(0.55 * len(classes) + 2.5, 0.4 * len(chans) + 1.6))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    for r in range(len(chans)):
+        for col in range(len(classes)):
+            if shares[r, col] >= 0.02:
+                ax.text(
+                    col,
+                    r,
+                    str(counts[r, col]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if shares[r, col] > 0.5 else "black",
+                )
+    ax.set_xticks(range(len(classes)))
+    ax.set_xticklabels([str(v) for v in classes.tolist()], fontsize=8)
+    ax.set_yticks(range(len(chans)))
+    ax.set_yticklabels(
+        [f"ch {c} -> {matched[c]}" if c in matched else f"ch {c} (unmatched)" for c in chans],
+        fontsize=8,
+    )
+    ax.set_xlabel("label")
+    ax.set_title(
+        f"Images per channel and label ({int(counts.sum())} images; shade: share of the channel)",
+        fontsize=9,
+    )
+    return fig
 
 
 def plot_reconstructions(
@@ -623,6 +712,7 @@ def make_all_figures(
         plot_channel_samples(model, out / "mixture" / "channel_samples.png", generation=generation),
         plot_channel_manifolds(model, out / "mixture" / "channel_manifolds.png", summary=summary),
         plot_channel_usage(summary, out / "mixture" / "channel_usage.png"),
+        plot_channel_confusion(summary, out / "mixture" / "channel_confusion.png"),
     ]
     if history is not None:
         paths.append(plot_training_curves(history, out / "core" / "training_curves.png"))
@@ -635,6 +725,8 @@ __all__ = [
     "load_history",
     "make_all_figures",
     "pca_2d",
+    "channel_label_counts",
+    "plot_channel_confusion",
     "plot_channel_latents_grid",
     "plot_channel_manifolds",
     "plot_channel_samples",

@@ -40,6 +40,7 @@ from matplotlib.figure import Figure
 from kmixvae.evaluation.evaluate import as_float_images
 from kmixvae.evaluation.metrics import channel_report, clustering_accuracy, contingency
 from kmixvae.utils.files import atomic_write_text
+from kmixvae.viz.figures import channel_confusion_figure
 
 # Columns the channel table always shows; everything else per channel is "extra".
 BASE_CHANNEL_KEYS = (
@@ -410,7 +411,7 @@ def build_report_html(
         elif ch["active"]:
             status = "<span class='garb'>garbage</span>"
         else:
-            status = "<span class='lock'>locked</span>"
+            status = "<span class='lock'>masked</span>"
         cells = [
             str(c),
             status,
@@ -426,7 +427,7 @@ def build_report_html(
             samples = model.sample(SAMPLES_PER_CHANNEL, channel=c, seed=seed)["mean"]
             cells.append(_img(_png_images(samples), f"samples of channel {c}"))
         else:
-            cells.append("locked")
+            cells.append("masked")
         own = channel == c
         cells.append(
             _img(
@@ -436,6 +437,16 @@ def build_report_html(
         )
         parts.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     parts.append("</table>")
+    parts += [
+        "<h2>Channels and labels</h2>",
+        f"<p class='sub'>images of {_esc(where)} per active channel (rows, by matched label) and "
+        "label (columns): two dark cells in a row are two labels sharing a channel, two dark "
+        "cells in a column a label split over two channels</p>",
+        _img(
+            _png_figure(channel_confusion_figure(labels, channel, model.active_channels)),
+            "channels and labels",
+        ),
+    ]
 
     # Reconstructions
     parts += [
