@@ -14,13 +14,15 @@ The grid file (JSON):
       "eval_split": "test[80%:]",
       "seeds": [0, 1, 2],
       "iwae_samples": 100,
+      "prepare": ["python", "apps/synthetic_mixture.py", "--clusters", "5", "--out", "DIR"],
       "variants": {
         "concat_baseline": {"config": "configs/concat_het.json", "set": ["training.epochs=20"]},
         "film": {"config": "configs/film_het.json", "set": ["curriculum.enabled=false"]}
       }
     }
 
-Each (variant, seed) is a run folder `study_runs/<name>/<variant>__seed<seed>/`
+`prepare` (optional) is the command that makes `data_dir` when it is missing
+(generated data). Each (variant, seed) is a run folder `study_runs/<name>/<variant>__seed<seed>/`
 made by `kmixvae fit` in a subprocess (log: `<run>.log` beside it) and then
 `kmixvae evaluate` on the held-out split. A killed study continues where it
 stopped: finished runs are skipped, a run with a completed epoch is resumed
@@ -294,7 +296,9 @@ def write_report(grid: dict, results: dict, command: str) -> Path:
     lines = [
         f"# Study: {name}",
         "",
-        f"Data: `{grid['data_dir']}` (real MNIST), trained on `{grid['train_split']}`, "
+        f"Data: `{grid['data_dir']}` "
+        + (f"(made by `{' '.join(grid['prepare'])}`)" if grid.get("prepare") else "(real MNIST)")
+        + f", trained on `{grid['train_split']}`, "
         f"evaluated on `{grid['eval_split']}`; seeds {grid['seeds']}. Labels are used only for evaluation.",
         "",
         *([grid["note"], ""] if grid.get("note") else []),
@@ -406,6 +410,16 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: --seeds {unknown[0]} is not a seed of the grid", file=sys.stderr)
         return 2
+    if not args.report_only and grid.get("prepare") and not (ROOT / grid["data_dir"]).exists():
+        # A grid on generated data (e.g. apps/synthetic_mixture.py) says how to make it.
+        prepare = [sys.executable if a == "python" else a for a in grid["prepare"]]
+        print(f"[study] {grid['data_dir']} missing: {' '.join(grid['prepare'])}")
+        if subprocess.run(prepare, cwd=ROOT).returncode != 0:
+            print(
+                f"error: grid 'prepare' command failed: {' '.join(grid['prepare'])}",
+                file=sys.stderr,
+            )
+            return 2
     if not args.report_only:
         # Seed-major order: every variant gets its first seed before any gets a second.
         for seed in args.seeds or grid["seeds"]:

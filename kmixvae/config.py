@@ -219,20 +219,25 @@ class PruningConfig:
     SWITCH: ClassVar[Switch] = only_when("enabled", True)
     enabled: bool = _opt(False)
     check_epochs: list[int] = _opt(
-        [8, 10, 12],
+        [3, 4, 5, 6, 7, 8, 9, 10],
         lo=1,
         doc="epochs (counted as training.restart_epoch) at whose start channels are checked",
     )
-    merge_share: float = _opt(
-        0.2,
+    merge_ratio: float = _opt(
+        0.75,
         lo=0.0,
-        hi=1.0,
-        doc="a channel sharing this share of its neighbour pairs with another is merged into it",
+        doc="two channels joined by this many times the neighbour pairs chance would give "
+        "(for their sizes) are merged (1.0: whenever merging raises the modularity)",
     )
     min_usage: float = _opt(
         0.01, lo=0.0, hi=1.0, doc="a channel holding a smaller share of the images is masked"
     )
-    neighbors: int = _opt(20, lo=1, doc="k of the mutual k-NN graph in the encoder's feature space")
+    neighbors: int = _opt(20, lo=1, doc="k of the mutual k-NN graph the links are counted on")
+    graph: str = _opt(
+        "pixels",
+        choices=("pixels", "features"),
+        doc="the graph: the training images' pixels (fixed) or the encoder's current features",
+    )
     min_channels: int = _opt(2, lo=1, doc="never keep fewer channels")
 
 
@@ -476,8 +481,8 @@ def _check_pruning(config: Config) -> None:
             f"pruning.min_channels: {pr.min_channels} exceeds model.num_channels "
             f"({config.model.num_channels})"
         )
-    if pr.merge_share <= 0.0:
-        raise ConfigError("pruning.merge_share: must be above 0 (0 would merge every pair)")
+    if pr.merge_ratio <= 0.0:
+        raise ConfigError("pruning.merge_ratio: must be above 0 (0 would merge every linked pair)")
 
 
 def validate(config: Config) -> Config:

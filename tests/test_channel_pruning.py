@@ -54,13 +54,13 @@ def test_a_cluster_split_over_two_channels_is_merged():
     assignments[np.nonzero(labels == 0)[0][1::2][:10]] = 0  # channel 0 the larger
     events = plan_pruning(assignments, cluster_graph(labels, cross=0.05), [0, 1, 2, 3], 0.2, 0.01)
     assert [(e["action"], e["channel"], e["into"]) for e in events] == [("merged", 1, 0)]
-    assert events[0]["share"] > 0.3
+    assert events[0]["ratio"] > 2.0  # about half its pairs, where chance gives a sixth
     assert "channel 0" in events[0]["reason"]
 
 
 def test_distinct_clusters_with_noisy_pairs_are_not_merged():
     labels = np.repeat([0, 1, 2, 3], 150)
-    events = plan_pruning(labels, cluster_graph(labels, cross=0.1), [0, 1, 2, 3], 0.2, 0.01)
+    events = plan_pruning(labels, cluster_graph(labels, cross=0.1), [0, 1, 2, 3], 1.0, 0.01)
     assert events == []
 
 
@@ -68,22 +68,31 @@ def test_an_empty_channel_is_masked_and_never_below_min_channels():
     labels = np.repeat([0, 1], 300)
     assignments = labels.copy()
     assignments[:2] = 2  # channel 2 holds 2 images of 600
-    graph = cluster_graph(labels)
-    events = plan_pruning(assignments, graph, [0, 1, 2], 0.2, 0.01)
+    events = plan_pruning(assignments, cluster_graph(labels), [0, 1, 2], 1.0, 0.01)
     assert [(e["action"], e["channel"]) for e in events] == [("empty", 2)]
-    # Two channels holding one cluster between them, but min_channels keeps both.
-    assignments = np.arange(600) % 2
-    merged = plan_pruning(assignments, cluster_graph(np.zeros(600, int)), [0, 1], 0.2, 0.0)
+    assert events[0]["usage"] == pytest.approx(2 / 600)
+    # Cluster 0 over channels 0 and 1, cluster 1 in channel 2: min_channels=3 keeps all three.
+    assignments = np.where(labels == 0, np.arange(600) % 2, 2)
+    graph = cluster_graph(labels)
+    merged = plan_pruning(assignments, graph, [0, 1, 2], 1.0, 0.0, 2)
     assert [e["action"] for e in merged] == ["merged"]
-    kept = plan_pruning(assignments, cluster_graph(np.zeros(600, int)), [0, 1], 0.2, 0.0, 2)
-    assert kept == []
+    assert plan_pruning(assignments, graph, [0, 1, 2], 1.0, 0.0, 3) == []
 
 
 def test_each_channel_takes_part_in_one_merge_per_check():
-    labels = np.repeat([0], 600)
-    assignments = np.arange(600) % 3  # one cluster over three channels
-    events = plan_pruning(assignments, cluster_graph(labels), [0, 1, 2], 0.2, 0.0)
-    assert len(events) == 1
+    labels = np.repeat([0, 1], 600)
+    assignments = np.where(labels == 0, np.arange(1200) % 3, 3)  # cluster 0 over three channels
+    events = plan_pruning(assignments, cluster_graph(labels), [0, 1, 2, 3], 1.0, 0.0)
+    assert len(events) == 1 and events[0]["into"] in (0, 1, 2)
+
+
+def test_a_higher_merge_ratio_keeps_weakly_linked_channels():
+    labels = np.repeat([0, 1, 2], 200)
+    assignments = labels.copy() + 1
+    assignments[np.nonzero(labels == 0)[0][::2]] = 0
+    graph = cluster_graph(labels, cross=0.05)
+    ratio = plan_pruning(assignments, graph, [0, 1, 2, 3], 1.0, 0.0)[0]["ratio"]
+    assert plan_pruning(assignments, graph, [0, 1, 2, 3], ratio + 0.01, 0.0) == []
 
 
 @pytest.mark.parametrize(
@@ -92,8 +101,8 @@ def test_each_channel_takes_part_in_one_merge_per_check():
         ({"enabled": True, "check_epochs": [2, 1]}, "pruning.check_epochs"),
         ({"enabled": True, "check_epochs": [5]}, "must be below training.epochs"),
         ({"enabled": True, "check_epochs": [2], "min_channels": 9}, "pruning.min_channels"),
-        ({"enabled": True, "check_epochs": [2], "merge_share": 0.0}, "pruning.merge_share"),
-        ({"merge_share": 0.3}, "pruning.merge_share"),  # set while pruning is off
+        ({"enabled": True, "check_epochs": [2], "merge_ratio": 0.0}, "pruning.merge_ratio"),
+        ({"merge_ratio": 2.0}, "pruning.merge_ratio"),  # set while pruning is off
     ],
 )
 def test_pruning_keys_are_checked(pruning, message):
@@ -116,7 +125,7 @@ def test_pruning_and_curriculum_are_not_combined():
 
 @pytest.fixture(scope="module")
 def pruned(tmp_path_factory):
-    """`kmixvae fit` with 6 channels on 3 glyphs, pruning at epochs 2 and 3 with a low merge share."""
+    """`kmixvae fit` with 6 channels on 3 glyphs, pruning at epochs 2 and 3 with a low merge ratio."""
     data = tmp_path_factory.mktemp("glyphs")
     x, y = glyph_mixture(3, 240, seed=1)
     np.savez(
@@ -140,7 +149,7 @@ def pruned(tmp_path_factory):
             "model.num_channels=6",
             "pruning.enabled=true",
             "pruning.check_epochs=[1,2]",
-            "pruning.merge_share=0.02",
+            "pruning.merge_ratio=0.05",
             "pruning.neighbors=5",
         ),
     )
@@ -151,7 +160,7 @@ def pruned(tmp_path_factory):
 def test_fit_reports_the_kept_channels_and_why(pruned):
     metrics = json.loads((pruned["run"] / "metrics.json").read_text())
     events = metrics["pruning_events"]
-    assert events, "a merge share of 2% merges linked channels"
+    assert events, "a merge ratio of 0.05 merges linked channels"
     assert metrics["kept_channels"] == 6 - len(events)
     assert {e["epoch"] for e in events} <= {1, 2}
     assert all(e["reason"] for e in events)

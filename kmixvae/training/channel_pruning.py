@@ -1,12 +1,13 @@
 """Channel pruning: a run with `model.num_channels` as an upper bound keeps the channels the data supports.
 
 A channel pays for itself when it holds images of its own: images whose
-neighbours (mutual k-NN pairs in the encoder's feature space) fall in the same
-channel. Two channels that share a large part of their neighbour pairs hold
-one cluster between them, and the smaller one is merged into the larger (it
-is masked with the model's channel mask, so its images move to their next
-most likely channel, which is the one they are linked to); a channel that
-holds almost no images is masked. Labels are never used.
+neighbours (mutual k-NN pairs of the training images, in pixel space by
+default) fall in the same channel. Two channels joined by more neighbour pairs than chance would give
+for their sizes hold one cluster between them (merging them raises the
+partition's modularity, Newman 2004), and the smaller one is merged into the
+larger: it is masked with the model's channel mask, so its images move to
+their next most likely channel, which is the one they are linked to. A
+channel that holds almost no images is masked. Labels are never used.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def plan_pruning(
     assignments: np.ndarray,
     neighbors: np.ndarray,
     active: list[int],
-    merge_share: float,
+    merge_ratio: float,
     min_usage: float,
     min_channels: int = 1,
 ) -> list[dict]:
@@ -55,9 +56,11 @@ def plan_pruning(
 
     A channel holding less than `min_usage` of the images is masked
     (`"empty"`). Then, over pairs of active channels in decreasing order of
-    shared links, channel `a` is merged into `b` when at least `merge_share`
-    of the neighbour pairs that touch `a` (or `b`) join the two: the one
-    holding fewer images is masked. A channel takes part in one merge per
+    their link ratio, `a` and `b` are merged when the neighbour pairs joining
+    them are at least `merge_ratio` times what a random graph with the same
+    degrees would give, `links[a, b] * total / (degree[a] * degree[b])`
+    (a ratio above 1 is a positive modularity gain): the one holding fewer
+    images is masked. A channel takes part in one merge per
     call (its links change once its partner absorbs it); the last
     `min_channels` channels are never masked.
 
@@ -65,15 +68,16 @@ def plan_pruning(
         assignments: int `(N,)` channel (argmax q(c|x)) of each image.
         neighbors: int `(N, k)` neighbour table.
         active: the active channels.
-        merge_share: float in (0, 1]. Share of a channel's neighbour pairs
-            that must join it to one other channel for the two to merge.
+        merge_ratio: float > 0. Links between two channels, relative to
+            chance, from which they merge (1.0: whenever merging raises the
+            modularity).
         min_usage: float in [0, 1). Share of images below which a channel is masked.
         min_channels: int. Never keep fewer channels.
 
     Returns:
         list of dicts, one per masked channel: `channel`, `action`
-        (`"empty"` or `"merged"`), `into` (merged only), `share` (the link
-        share or the usage) and `reason` (one readable sentence).
+        (`"empty"` or `"merged"`), `into` (merged only), `ratio` (merged) or
+        `usage` (empty) and `reason` (one readable sentence).
     """
     active = sorted(int(c) for c in active)
     k = max(max(active) + 1, int(np.max(assignments)) + 1)
@@ -89,24 +93,22 @@ def plan_pruning(
                 {
                     "channel": c,
                     "action": "empty",
-                    "share": float(usage[c]),
+                    "usage": float(usage[c]),
                     "reason": f"holds {usage[c]:.2%} of the images (< min_usage {min_usage:.2%})",
                 }
             )
     links = channel_links(assignments, neighbors, k)
-    total = links.sum(axis=1)
+    degree = links.sum(axis=1)
+    total = degree.sum()
     candidates = []
     for i, a in enumerate(kept):
         for b in kept[i + 1 :]:
             if links[a, b] == 0:
                 continue
-            # Relative to both channels' pairs (geometric mean of the two directions), so that
-            # a channel that has grown by merging does not attract every small neighbour.
-            share = links[a, b] / max(np.sqrt(total[a] * total[b]), 1.0)
-            candidates.append((share, a, b))
+            candidates.append((links[a, b] * total / (degree[a] * degree[b]), a, b))
     busy: set[int] = set()
-    for share, a, b in sorted(candidates, reverse=True):
-        if share < merge_share or len(kept) <= min_channels:
+    for ratio, a, b in sorted(candidates, reverse=True):
+        if ratio < merge_ratio or len(kept) <= min_channels:
             break
         if a in busy or b in busy:
             continue
@@ -118,23 +120,31 @@ def plan_pruning(
                 "channel": small,
                 "action": "merged",
                 "into": large,
-                "share": float(share),
+                "ratio": float(ratio),
                 "reason": (
-                    f"{share:.0%} of its neighbour pairs join it to channel {large} "
-                    f"(>= merge_share {merge_share:.0%})"
+                    f"its neighbour pairs with channel {large} are {ratio:.2f}x chance "
+                    f"(>= merge_ratio {merge_ratio:g})"
                 ),
             }
         )
     return events
 
 
+GRAPHS = ("pixels", "features")
+
+
+def mutual_pairs(vectors: np.ndarray, k: int) -> np.ndarray:
+    """The mutual pairs of the cosine k-NN graph of `(N, D)` vectors, as an `(N, k)` table.
+
+    Slots of pairs that are not mutual point at the row itself (`channel_links` drops them).
+    """
+    table = cosine_neighbors(np.asarray(vectors).reshape(len(vectors), -1), k)
+    return np.where(mutual_mask(table), table, np.arange(len(table))[:, None])
+
+
 def feature_neighbors(model, images: np.ndarray, k: int) -> np.ndarray:
-    """Mutual k-NN pairs in the encoder's feature space; rows without one keep none (-1 free)."""
-    features = model.features(as_float_images(images))
-    table = cosine_neighbors(features, k)
-    mask = mutual_mask(table)
-    # Non-mutual slots point at the row itself: self pairs are dropped by channel_links.
-    return np.where(mask, table, np.arange(len(table))[:, None])
+    """Mutual k-NN pairs in the encoder's trunk-feature space (see `mutual_pairs`)."""
+    return mutual_pairs(model.features(as_float_images(images)), k)
 
 
 class ChannelPruning(keras.callbacks.Callback):
@@ -142,31 +152,34 @@ class ChannelPruning(keras.callbacks.Callback):
 
     At the start of each epoch in `check_epochs` (0-based, as
     `training.restart_epoch`), it assigns every training image to its most
-    likely channel, pairs the images by mutual k-NN in the encoder's feature
-    space and applies `plan_pruning`: channels with too few images are masked,
-    and a channel sharing at least `merge_share` of its neighbour pairs with
-    another is merged into it. The mask changes through `self.model` (the
+    likely channel, pairs the images by mutual k-NN (in pixel space, computed
+    once, or in the encoder's current feature space) and applies
+    `plan_pruning`: channels with too few images are masked,
+    and two channels joined by at least `merge_ratio` times the neighbour
+    pairs chance would give are merged. The mask changes through `self.model` (the
     model `fit` trains), so it reaches the train step on every backend, and is
     saved with the model: `evaluate`, `sample`, the figures and the projector
     see only the kept channels.
 
     Every masked channel is an entry of `events` (epoch, channel, action,
-    into, share, reason), kept in the run's `last.json` for resuming and in
+    into, ratio or usage, reason), kept in the run's `last.json` for resuming and in
     `metrics.json` as `pruning_events` with `kept_channels`.
 
     Args:
         images: uint8 or [0, 1] float `(N, H, W, C)` training images.
         check_epochs: list of int. Epochs at whose start the check runs.
-        merge_share: float. See `plan_pruning`.
+        merge_ratio: float. See `plan_pruning`.
         min_usage: float. See `plan_pruning`.
         neighbors: int. k of the k-NN graph.
+        graph: `"pixels"` (the images' own graph, which the encoder cannot
+            reshape around its channels) or `"features"` (the trunk's).
         min_channels: int. Never keep fewer channels.
         log: function printing one message.
 
     Example:
 
     ```python
-    pruning = ChannelPruning(x_train, check_epochs=[8, 10, 12], merge_share=0.2, min_usage=0.01)
+    pruning = ChannelPruning(x_train, check_epochs=[3, 4, 5, 6], merge_ratio=1.0, min_usage=0.01)
     model.fit(train_ds, epochs=15, callbacks=[pruning])
     pruning.events   # [{"epoch": 8, "channel": 13, "action": "merged", "into": 4, ...}, ...]
     ```
@@ -178,16 +191,21 @@ class ChannelPruning(keras.callbacks.Callback):
         self,
         images,
         check_epochs,
-        merge_share=0.2,
+        merge_ratio=1.0,
         min_usage=0.01,
         neighbors=20,
+        graph="pixels",
         min_channels=1,
         log=print,
     ):
         super().__init__()
+        if graph not in GRAPHS:
+            raise ValueError(f"graph: {graph!r} is not one of {', '.join(GRAPHS)}")
+        self.graph = graph
+        self._pixel_pairs = None
         self.images = images
         self.check_epochs = sorted(int(e) for e in check_epochs)
-        self.merge_share = float(merge_share)
+        self.merge_ratio = float(merge_ratio)
         self.min_usage = float(min_usage)
         self.neighbors = int(neighbors)
         self.min_channels = int(min_channels)
@@ -214,9 +232,14 @@ class ChannelPruning(keras.callbacks.Callback):
         model = self.model
         active = list(model.active_channels)
         assignments = model.encode(as_float_images(self.images))["channel"]
-        table = feature_neighbors(model, self.images, self.neighbors)
+        if self.graph == "features":
+            table = feature_neighbors(model, self.images, self.neighbors)
+        else:
+            if self._pixel_pairs is None:
+                self._pixel_pairs = mutual_pairs(self.images, self.neighbors)
+            table = self._pixel_pairs
         events = plan_pruning(
-            assignments, table, active, self.merge_share, self.min_usage, self.min_channels
+            assignments, table, active, self.merge_ratio, self.min_usage, self.min_channels
         )
         self.checked.append(int(epoch))
         masked = {e["channel"] for e in events}
@@ -234,4 +257,4 @@ class ChannelPruning(keras.callbacks.Callback):
         )
 
 
-__all__ = ["ChannelPruning", "channel_links", "plan_pruning", "feature_neighbors"]
+__all__ = ["ChannelPruning", "channel_links", "plan_pruning", "feature_neighbors", "mutual_pairs"]

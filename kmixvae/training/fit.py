@@ -100,7 +100,7 @@ def describe_run(config: config_lib.Config, model, dist) -> str:
         "pruning: "
         + (
             f"checks at epochs {', '.join(str(e + 1) for e in config.pruning.check_epochs)}, "
-            f"merge_share={config.pruning.merge_share}, min_usage={config.pruning.min_usage}"
+            f"merge_ratio={config.pruning.merge_ratio}, min_usage={config.pruning.min_usage}"
             if config.pruning.enabled
             else "off"
         ),
@@ -211,9 +211,10 @@ def _callbacks(config, data, path, state, log, full_output):
         gate.pruning = ChannelPruning(
             data.train_images,
             check_epochs=p.check_epochs,
-            merge_share=p.merge_share,
+            merge_ratio=p.merge_ratio,
             min_usage=p.min_usage,
             neighbors=p.neighbors,
+            graph=p.graph,
             min_channels=p.min_channels,
             log=log,
         )
