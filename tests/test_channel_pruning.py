@@ -15,7 +15,12 @@ import pytest
 from kmixvae import config as config_lib
 from kmixvae.data.synthetic import glyph_mixture
 from kmixvae.errors import ConfigError
-from kmixvae.training.channel_pruning import channel_links, plan_pruning
+from kmixvae.training.channel_pruning import (
+    ChannelPruning,
+    channel_links,
+    mutual_pairs,
+    plan_pruning,
+)
 from tests.helpers.cli import assert_one_error_line
 from tests.test_cli import SMOKE, run_cli, tiny_sets
 
@@ -44,6 +49,22 @@ def test_channel_links_count_pairs_between_channels():
     np.testing.assert_array_equal(links, links.T)
     # 0->1 and 1->0 inside channel 0 (each counted both ways), 2->0 across, 3->2 inside 1.
     assert links[0, 0] == 4 and links[1, 1] == 2 and links[0, 1] == 1
+
+
+def test_mutual_pairs_keep_only_pairs_that_point_both_ways():
+    # Points on a line: 0-1 and 2-3 are mutual nearest neighbours; 4 is far from all.
+    vectors = np.array(
+        [[1.0, 0.0, 0.0], [0.99, 0.1, 0.0], [0.0, 1.0, 0.0], [0.1, 0.99, 0.0], [0.0, 0.0, 1.0]]
+    )
+    table = mutual_pairs(vectors, 1)
+    assert table[:, 0].tolist() == [1, 0, 3, 2, 4]  # 4's nearest is not mutual: it points at itself
+    links = channel_links(np.array([0, 0, 1, 1, 2]), table, 3)
+    assert links[2].sum() == 0
+
+
+def test_pruning_rejects_an_unknown_graph():
+    with pytest.raises(ValueError, match="graph"):
+        ChannelPruning(np.zeros((4, 2, 2, 1)), [1], graph="edges")
 
 
 def test_a_cluster_split_over_two_channels_is_merged():
@@ -198,3 +219,13 @@ def test_masked_channels_stay_masked_after_reload_evaluate_and_sample(pruned, tm
     assert_one_error_line(result, out, err, "--channel", "masked")
     assert not (tmp_path / "s.png").exists()
     keras.backend.clear_session()
+
+
+def test_a_resumed_run_does_not_check_an_epoch_twice():
+    pruning = ChannelPruning(np.zeros((4, 2, 2, 1)), [1, 2])
+    pruning.set_state({"events": [{"epoch": 1, "channel": 3}], "checked": [1]})
+    assert not pruning.complete
+    pruning.on_epoch_begin(1)  # already checked: must not touch the (absent) model
+    assert pruning.get_state() == {"events": [{"epoch": 1, "channel": 3}], "checked": [1]}
+    pruning.set_state({"events": [], "checked": [1, 2]})
+    assert pruning.complete

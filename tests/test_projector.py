@@ -238,3 +238,17 @@ def test_write_image_summaries(model, data, tmp_path):
     scalar = acc.Tensors("eval/nelbo")[0]
     assert scalar.step == 3
     assert float(tensor_util.make_ndarray(scalar.tensor_proto)) == pytest.approx(1.5)
+
+
+def test_masked_channels_never_reach_the_projector(data):
+    from kmixvae.viz.projector import projector_tensors
+
+    model = tiny_model()
+    model.set_active_channels([0, 2])  # channel 1 masked (pruned or locked)
+    tensors = projector_tensors(model, data[0][:20], batch_size=16)
+    assert tensors["latent_all_channels"].shape == (20, 2 * D)
+    enc = model.encode(data[0][:20].astype("float32") / 255.0)
+    np.testing.assert_allclose(
+        tensors["latent_all_channels"], enc["mu"][:, [0, 2]].reshape(20, -1), rtol=1e-5, atol=1e-6
+    )
+    assert 1 not in set(tensors["channel"].tolist())

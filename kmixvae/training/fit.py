@@ -207,17 +207,8 @@ def _callbacks(config, data, path, state, log, full_output):
         )
         callbacks.append(gate.curriculum)
     if config.pruning.enabled:
-        p = config.pruning
-        gate.pruning = ChannelPruning(
-            data.train_images,
-            check_epochs=p.check_epochs,
-            merge_ratio=p.merge_ratio,
-            min_usage=p.min_usage,
-            neighbors=p.neighbors,
-            graph=p.graph,
-            min_channels=p.min_channels,
-            log=log,
-        )
+        settings = {k: v for k, v in dataclasses.asdict(config.pruning).items() if k != "enabled"}
+        gate.pruning = ChannelPruning(data.train_images, **settings, log=log)
         callbacks.append(gate.pruning)
     callbacks.append(cb.TermSchedule())
     if config.training.restart_epoch > 0:

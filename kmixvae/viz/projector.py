@@ -10,7 +10,7 @@ tensors, one metadata TSV and one sprite PNG:
 log_dir/
   projector_config.pbtxt
   latent_chosen.tsv                           (N, d)
-  latent_all_channels.tsv                     (N, K*d)
+  latent_all_channels.tsv                     (N, K*d), active channels only
   latent_chosen_with_channel_embedding.tsv    (N, d+E), when the decoder has e_c
   metadata.tsv                                index, label, channel, q_max
   sprite.png                                  grid of the N images
@@ -99,7 +99,8 @@ def projector_tensors(model, images: np.ndarray, batch_size: int = 512) -> dict:
     """The embeddings exported to the projector, as float32 numpy arrays.
 
     Returns:
-        dict: `latent_chosen` `(N, d)`, `latent_all_channels` `(N, K*d)`,
+        dict: `latent_chosen` `(N, d)`, `latent_all_channels` `(N, K*d)`
+        over the K active channels (a masked channel's latents mean nothing),
         `latent_chosen_with_channel_embedding` `(N, d+E)` (only when the
         decoder has a channel embedding) and, for the metadata, `channel`
         `(N,)` and `q_max` `(N,)`.
@@ -114,7 +115,9 @@ def projector_tensors(model, images: np.ndarray, batch_size: int = 512) -> dict:
     chosen = mu[idx, channel].astype("float32")
     out = {
         "latent_chosen": chosen,
-        "latent_all_channels": mu.reshape(len(mu), -1).astype("float32"),
+        "latent_all_channels": mu[:, list(model.active_channels)]
+        .reshape(len(mu), -1)
+        .astype("float32"),
         "channel": channel,
         "q_max": q[idx, channel],
     }
