@@ -570,7 +570,7 @@ def test_bad_input_needing_a_trained_run(trained, tmp_path, data_dir, monkeypatc
     assert files_under(run) == run_before
 
 
-def test_sample_of_a_locked_channel_is_refused(trained, tmp_path):
+def test_sample_of_a_masked_channel_is_refused(trained, tmp_path):
     from kmixvae.training.fit import load_model_file
 
     model = load_model_file(trained["model"])
@@ -585,7 +585,7 @@ def test_sample_of_a_locked_channel_is_refused(trained, tmp_path):
         tmp_path / "x.png",
         expect=None,
     )
-    assert_one_error_line(result, out, err, "--channel", "locked")
+    assert_one_error_line(result, out, err, "--channel", "masked")
     assert not (tmp_path / "x.png").exists()
 
 
