@@ -378,6 +378,22 @@ def write_report(grid: dict, results: dict, command: str) -> Path:
     return doc
 
 
+def prepare_data(grid: dict) -> bool:
+    """Runs the grid's `prepare` command when its `data_dir` is missing; False if it failed.
+
+    A grid on generated data (e.g. `apps/synthetic_mixture.py`) says how to make
+    it; `python` in the command is this interpreter.
+    """
+    if not grid.get("prepare") or (ROOT / grid["data_dir"]).exists():
+        return True
+    prepare = [sys.executable if a == "python" else a for a in grid["prepare"]]
+    print(f"[study] {grid['data_dir']} missing: {' '.join(grid['prepare'])}")
+    if subprocess.run(prepare, cwd=ROOT).returncode != 0:
+        print(f"error: grid 'prepare' command failed: {' '.join(grid['prepare'])}", file=sys.stderr)
+        return False
+    return True
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", required=True, help="grid JSON file")
@@ -412,16 +428,8 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: --seeds {unknown[0]} is not a seed of the grid", file=sys.stderr)
         return 2
-    if not args.report_only and grid.get("prepare") and not (ROOT / grid["data_dir"]).exists():
-        # A grid on generated data (e.g. apps/synthetic_mixture.py) says how to make it.
-        prepare = [sys.executable if a == "python" else a for a in grid["prepare"]]
-        print(f"[study] {grid['data_dir']} missing: {' '.join(grid['prepare'])}")
-        if subprocess.run(prepare, cwd=ROOT).returncode != 0:
-            print(
-                f"error: grid 'prepare' command failed: {' '.join(grid['prepare'])}",
-                file=sys.stderr,
-            )
-            return 2
+    if not args.report_only and not prepare_data(grid):
+        return 2
     if not args.report_only:
         # Seed-major order: every variant gets its first seed before any gets a second.
         for seed in args.seeds or grid["seeds"]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.apps import load_app
+from tests.helpers.passes import once_in_tensorflow_pass
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,6 +136,7 @@ def test_derive_and_table(bench):
 
 
 @pytest.mark.slow
+@once_in_tensorflow_pass("the JAX worker runs in test_no_tensorflow's benchmark test")
 def test_worker_runs_tiny_config(bench):
     settings = bench.Settings(
         batch_size=16,

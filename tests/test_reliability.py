@@ -28,8 +28,13 @@ import numpy as np
 import pytest
 
 from tests.helpers.cli import assert_one_error_line
+from tests.helpers.passes import once_in_tensorflow_pass
 from tests.helpers.processes import kill_when_ready
 from tests.test_cli import BATCH, N_TRAIN, SMOKE, run_cli, tiny_sets, write_patterns
+
+RESUME_LOGIC = once_in_tensorflow_pass(
+    "resume decisions read run files, not the backend (JAX's resume: test_cli's kill test)"
+)
 
 STEPS = N_TRAIN // BATCH  # training steps in one pass over the data
 
@@ -278,6 +283,7 @@ _EARLY_STOPPING = (
 )
 
 
+@RESUME_LOGIC
 def test_resume_of_an_early_stopped_run_leaves_it_untouched(tmp_path, data_dir):
     run = tmp_path / "run"
     run_cli(*_fit_args(tmp_path, data_dir, "training.epochs=3", *_EARLY_STOPPING), "--run-dir", run)
@@ -299,6 +305,7 @@ def test_resume_of_an_early_stopped_run_leaves_it_untouched(tmp_path, data_dir):
     assert "early_stopping" not in json.loads((run / "checkpoints" / "last.json").read_text())
 
 
+@RESUME_LOGIC
 def test_a_run_early_stopping_did_not_stop_is_extended_on_resume(tmp_path, data_dir):
     run = tmp_path / "run"
     run_cli(*_fit_args(tmp_path, data_dir, "training.epochs=1", *_EARLY_STOPPING), "--run-dir", run)
@@ -467,6 +474,7 @@ def _kill_during_save(tmp: Path, data_dir: Path, save_number: int) -> Path:
     return run
 
 
+@RESUME_LOGIC
 def test_kill_during_a_checkpoint_save_then_resume(tmp_path, data_dir):
     run = _kill_during_save(tmp_path, data_dir, save_number=2)
     leftovers = _temp_files(run)
@@ -480,6 +488,7 @@ def test_kill_during_a_checkpoint_save_then_resume(tmp_path, data_dir):
     assert state["epochs_done"] == 2 and state["iterations"] == 2 * STEPS
 
 
+@RESUME_LOGIC
 def test_run_killed_in_its_first_epoch_restarts_on_resume(tmp_path, data_dir):
     run = _kill_during_save(tmp_path, data_dir, save_number=1)
     assert not (run / "checkpoints" / "last.json").exists()

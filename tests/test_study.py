@@ -22,7 +22,24 @@ def study(tmp_path, monkeypatch):
     return module
 
 
+def test_prepare_makes_missing_data_once_and_reports_failure(study, tmp_path, capsys):
+    make = ["python", "-c", "import pathlib; pathlib.Path('made').mkdir()"]
+    grid = {"data_dir": "made", "prepare": make}
+    assert study.prepare_data(grid)
+    assert (tmp_path / "made").is_dir()
+    assert study.prepare_data(grid)  # already there: not run again (mkdir would fail)
+    assert study.prepare_data({"data_dir": "elsewhere"})  # no prepare: nothing to do
+    failing = {"data_dir": "other", "prepare": ["python", "-c", "raise SystemExit(3)"]}
+    assert not study.prepare_data(failing)
+    assert "error: grid 'prepare' command failed" in capsys.readouterr().err
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+    reason="the study app only orchestrates CLI runs (covered on both backends by test_cli); "
+    "once, in the TensorFlow pass",
+)
 def test_study_runs_reports_and_resumes(study, tmp_path, capsys):
     grid = {
         "name": "tiny",

@@ -355,7 +355,10 @@ def build_report_html(
     final = (metric_files.get("metrics.json") or {}).get("final", {})
     cards = [
         _card(f"clustering accuracy ({where})", f"{100 * accuracy:.1f}%"),
-        _card("specialised channels", f"{report['specialised_count']} of {k}"),
+        _card(
+            "specialised channels",
+            f"{report['specialised_count']} of {len(model.active_channels)} active",
+        ),
         _card("active channels", f"{len(model.active_channels)} of {k}"),
     ]
     if "val_nelbo" in final:
