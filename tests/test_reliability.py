@@ -240,6 +240,7 @@ def _cli_subprocess(args, backend, cwd):
     )
 
 
+@once_in_tensorflow_pass("it runs a CLI subprocess on each backend itself")
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_an_error_is_exactly_one_stderr_line(tmp_path, backend):
     """A real process, which imports TensorFlow: its start-up lines must not reach stderr."""
