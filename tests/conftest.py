@@ -40,20 +40,3 @@ def _judge_cache_in_tmp(tmp_path_factory):
         os.environ.pop("KMIXVAE_CACHE_DIR", None)
     else:
         os.environ["KMIXVAE_CACHE_DIR"] = old
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _release_keras_state():
-    """After each test module, drops Keras' global graph state and collects garbage.
-
-    The models and compiled functions of finished modules otherwise stay alive
-    for the whole pass; on JAX the growing heap made single tests of later
-    modules take 5-10x their own time in garbage collection.
-    """
-    yield
-    import gc
-
-    import keras
-
-    keras.backend.clear_session()
-    gc.collect()
