@@ -8,3 +8,4 @@ ELBO_CHANNELS = ("all", "sampled")  # ELBO: decode every active channel, or one 
 BLOCKS = ("subpixel", "upsample")  # Decoder: the 2x upsampling block
 HEADS = ("heteroscedastic", "bernoulli", "gaussian")  # output heads (kmixvae.layers.output_heads)
 PRIOR_MODES = ("fixed", "learnable")  # MixturePrior: pi, means, scales
+PRUNING_GRAPHS = ("pixels", "features")  # ChannelPruning: the k-NN graph links are counted on

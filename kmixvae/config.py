@@ -235,7 +235,7 @@ class PruningConfig:
     neighbors: int = _opt(20, lo=1, doc="k of the mutual k-NN graph the links are counted on")
     graph: str = _opt(
         "pixels",
-        choices=("pixels", "features"),
+        choices=choices.PRUNING_GRAPHS,
         doc="the graph: the training images' pixels (fixed) or the encoder's current features",
     )
     min_channels: int = _opt(2, lo=1, doc="never keep fewer channels")
@@ -459,6 +459,11 @@ def _check_splits(data: DataConfig) -> None:
             raise ConfigError(f"data.{key}: {e}") from None
 
 
+def _check_increasing(path: str, values: list) -> None:
+    if sorted(set(values)) != list(values):
+        raise ConfigError(f"{path}: {values!r} must be strictly increasing")
+
+
 def _check_pruning(config: Config) -> None:
     pr = config.pruning
     if not pr.enabled:
@@ -469,8 +474,9 @@ def _check_pruning(config: Config) -> None:
             "switch one off"
         )
     epochs = pr.check_epochs
-    if not epochs or sorted(set(epochs)) != epochs:
-        raise ConfigError(f"pruning.check_epochs: {epochs!r} must be strictly increasing")
+    if not epochs:
+        raise ConfigError("pruning.check_epochs: must list at least one epoch")
+    _check_increasing("pruning.check_epochs", epochs)
     if epochs[-1] >= config.training.epochs:
         raise ConfigError(
             f"pruning.check_epochs: {epochs[-1]} must be below training.epochs "
@@ -510,10 +516,7 @@ def validate(config: Config) -> Config:
                 f"{max_ch} channels"
             )
         if cur.unlock_epochs is not None:
-            if sorted(set(cur.unlock_epochs)) != cur.unlock_epochs:
-                raise ConfigError(
-                    f"curriculum.unlock_epochs: {cur.unlock_epochs!r} must be strictly increasing"
-                )
+            _check_increasing("curriculum.unlock_epochs", cur.unlock_epochs)
             needed = max_ch - cur.start_channels
             if len(cur.unlock_epochs) != needed:
                 raise ConfigError(

@@ -17,6 +17,7 @@ import time
 import keras
 import numpy as np
 
+from kmixvae.choices import PRUNING_GRAPHS
 from kmixvae.data.neighbors import cosine_neighbors, mutual_mask
 from kmixvae.utils.images import as_float_images
 
@@ -130,9 +131,6 @@ def plan_pruning(
     return events
 
 
-GRAPHS = ("pixels", "features")
-
-
 def mutual_pairs(vectors: np.ndarray, k: int) -> np.ndarray:
     """The mutual pairs of the cosine k-NN graph of `(N, D)` vectors, as an `(N, k)` table.
 
@@ -199,8 +197,8 @@ class ChannelPruning(keras.callbacks.Callback):
         log=print,
     ):
         super().__init__()
-        if graph not in GRAPHS:
-            raise ValueError(f"graph: {graph!r} is not one of {', '.join(GRAPHS)}")
+        if graph not in PRUNING_GRAPHS:
+            raise ValueError(f"graph: {graph!r} is not one of {', '.join(PRUNING_GRAPHS)}")
         self.graph = graph
         self._pixel_pairs = None
         self.images = images
