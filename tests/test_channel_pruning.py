@@ -22,7 +22,7 @@ from kmixvae.training.channel_pruning import (
     plan_pruning,
 )
 from tests.helpers.cli import assert_one_error_line
-from tests.test_cli import SMOKE, run_cli, tiny_sets
+from tests.test_cli import fit_smoke, run_cli
 
 
 def cluster_graph(labels, k=8, cross=0.0, seed=0):
@@ -157,24 +157,17 @@ def pruned(tmp_path_factory):
         y_test=y[192:],
     )
     tmp = tmp_path_factory.mktemp("fit")
-    _, out, err = run_cli(
-        "fit",
-        "--config",
-        SMOKE,
-        "--data-dir",
+    run, out, _ = fit_smoke(
+        tmp,
         data,
-        *tiny_sets(
-            tmp,
-            "training.epochs=4",
-            "curriculum.enabled=false",
-            "model.num_channels=6",
-            "pruning.enabled=true",
-            "pruning.check_epochs=[1,2]",
-            "pruning.merge_ratio=0.05",
-            "pruning.neighbors=5",
-        ),
+        "training.epochs=4",
+        "curriculum.enabled=false",
+        "model.num_channels=6",
+        "pruning.enabled=true",
+        "pruning.check_epochs=[1,2]",
+        "pruning.merge_ratio=0.05",
+        "pruning.neighbors=5",
     )
-    run = next((tmp / "runs").iterdir())
     return {"tmp": tmp, "run": run, "model": tmp / "m.keras", "out": out, "data": data}
 
 

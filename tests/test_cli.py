@@ -100,21 +100,20 @@ def data_dir(tmp_path_factory) -> Path:
     return write_patterns(tmp_path_factory.mktemp("data"))
 
 
+def fit_smoke(tmp: Path, data_dir: Path, *sets: str) -> tuple[Path, str, str]:
+    """`kmixvae fit` of the smoke config into `tmp` (`tiny_sets` plus `sets`): its run folder, stdout, stderr."""
+    _, out, err = run_cli("fit", "--config", SMOKE, "--data-dir", data_dir, *tiny_sets(tmp, *sets))
+    runs = list((tmp / "runs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0], out, err
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir):
     """`kmixvae fit` for 2 epochs with every channel active from the start."""
     tmp = tmp_path_factory.mktemp("fit")
-    _, out, err = run_cli(
-        "fit",
-        "--config",
-        SMOKE,
-        "--data-dir",
-        data_dir,
-        *tiny_sets(tmp, "training.epochs=2", "curriculum.enabled=false"),
-    )
-    runs = list((tmp / "runs").iterdir())
-    assert len(runs) == 1, runs
-    return {"tmp": tmp, "run": runs[0], "model": tmp / "m.keras", "out": out, "err": err}
+    run, out, err = fit_smoke(tmp, data_dir, "training.epochs=2", "curriculum.enabled=false")
+    return {"tmp": tmp, "run": run, "model": tmp / "m.keras", "out": out, "err": err}
 
 
 # ---------------------------------------------------------------------- fit
