@@ -38,6 +38,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from kmixvae.evaluation.metrics import channel_report
 from kmixvae.models.mixture_vae import LOSS_TERMS
@@ -717,7 +718,8 @@ def training_curves_figure(
     if not panels:
         return None
     rows, cols = _grid_shape(len(panels), max_cols=max_cols)
-    fig = Figure(figsize=(3.6 * cols, 2.8 * rows + 0.5))
+    height = 2.8 * rows + 0.6
+    fig = Figure(figsize=(3.6 * cols, height))
     for i, key in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         for name, style, label in ((key, "-", "train"), (f"val_{key}", "--", "validation")):
@@ -727,6 +729,11 @@ def training_curves_figure(
                 ax.plot(curve_epochs(h, ys.size), ys, style, marker=marker, label=label)
         if key == "cluster_acc":
             ax.set_ylim(0, 1)
+        if key == "active_channels":  # a count: from 0, whole ticks
+            top = max(float(np.nanmax(line.get_ydata())) for line in ax.lines)
+            ax.set_ylim(0, top + 0.5)
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(CURVE_TITLES.get(key, key), fontsize=10)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel(CURVE_UNITS.get(key, "nats"), fontsize=8)
@@ -734,7 +741,7 @@ def training_curves_figure(
         if len(ax.lines) > 1:
             ax.legend(fontsize=7)
     fig.suptitle("Training curves (solid: train, dashed: validation)", fontsize=10)
-    fig.subplots_adjust(hspace=0.55, wspace=0.35)
+    fig.subplots_adjust(top=1 - 0.6 / height, hspace=0.55, wspace=0.35)
     return fig
 
 

@@ -270,6 +270,7 @@ pre{background:#f6f6f6;padding:10px;font-size:12px;overflow:auto;max-height:480p
 details{margin:8px 0}summary{cursor:pointer;font-weight:600}
 img{image-rendering:pixelated;max-width:100%}
 .cols{display:flex;gap:18px;flex-wrap:wrap;align-items:flex-start}
+.cols th:first-child{text-align:left}
 .mono{font-family:monospace}
 """
 # Headers of at most this many characters never wrap; longer ones wrap between words.
