@@ -157,14 +157,14 @@ def metric_rows(metrics: dict) -> list[str]:
     evaluate reported follows under its key, unless a key figure already
     shows it (e.g. `generation.judge_accuracy` is `judge_accuracy`).
     """
-    from kmixvae.viz.key_metrics import format_metric, key_metric_rows, other_numbers
+    from kmixvae.viz.key_metrics import format_value, key_metric_rows, other_numbers
 
     rows = [
         f"| {r.kind} | {r.label} | {r.text} |"
         for r in key_metric_rows([("evaluate", metrics)], kinds=CARD_KINDS)
     ]
     rows += [
-        f"| other | {key} | {format_metric(value)} |"
+        f"| other | {key} | {format_value(value)} |"
         for key, value in other_numbers(metrics, skip=NOT_METRICS, kinds=CARD_KINDS)
     ]
     return rows
@@ -172,7 +172,7 @@ def metric_rows(metrics: dict) -> list[str]:
 
 def channel_rows(metrics: dict) -> list[str]:
     """Markdown rows of evaluate's per-channel report: what each channel holds."""
-    from kmixvae.viz.key_metrics import format_metric
+    from kmixvae.viz.key_metrics import format_value
 
     rows = []
     for ch in metrics.get("channels", []):
@@ -181,11 +181,11 @@ def channel_rows(metrics: dict) -> list[str]:
             str(ch["channel"]),
             status,
             str(ch["count"]),
-            format_metric(ch["usage"], "{:.1%}"),
-            format_metric(ch["purity"], "{:.3f}"),
-            format_metric(ch.get("majority_label"), "{}"),
-            format_metric(ch.get("matched_label"), "{}"),
-            format_metric(ch.get("sample_consistency"), "{:.3f}"),
+            format_value(ch["usage"], "{:.1%}"),
+            format_value(ch["purity"], "{:.3f}"),
+            format_value(ch.get("majority_label"), "{}"),
+            format_value(ch.get("matched_label"), "{}"),
+            format_value(ch.get("sample_consistency"), "{:.3f}"),
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return rows

@@ -131,14 +131,31 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def format_metric(value, fmt: str = "{:.4g}") -> str:
-    """A number as a table shows it (`-` for None, `nan`/`inf` as they are)."""
+def format_value(value, fmt: str | None = None) -> str:
+    """A metric value as a table shows it.
+
+    Args:
+        value: a number, None (`-`), a bool (`yes`/`no`), a list (each item
+            formatted) or anything else (`str`).
+        fmt: format of a number (e.g. `"{:.2%}"`); default: floats with 4
+            significant digits, ints as they are. `nan` and `inf` show as
+            they are whatever the format.
+
+    Returns:
+        The text.
+    """
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return "[" + ", ".join(format_value(v, fmt) for v in value) + "]"
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if isinstance(value, float) and fmt == "{}":
-        return f"{value:g}"
+    if not _is_number(value):
+        return str(value)
+    if fmt is None or (fmt == "{}" and isinstance(value, float)):
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
     return fmt.format(value)
 
 
@@ -172,7 +189,7 @@ def key_metric_rows(
             )
             if found is not None:
                 path, value = found
-                text = format_metric(value, metric.fmt)
+                text = format_value(value, metric.fmt)
                 rows.append(KeyValue(metric.kind, metric.label, text, name, path))
                 break
     return rows
@@ -220,7 +237,7 @@ __all__ = [
     "KeyMetric",
     "KeyValue",
     "covered_paths",
-    "format_metric",
+    "format_value",
     "key_metric_rows",
     "lookup",
     "other_numbers",

@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import re
 import time
 from collections.abc import Mapping
@@ -52,7 +51,7 @@ from kmixvae.viz.figures import (
     training_curves_figure,
 )
 from kmixvae.viz.grids import grid_png, image_grid
-from kmixvae.viz.key_metrics import KINDS, key_metric_rows, lookup
+from kmixvae.viz.key_metrics import KINDS, format_value, key_metric_rows, lookup
 from kmixvae.viz.pictures import channel_samples, reconstruction_grid
 
 # Columns the channel table always shows; everything else per channel is "extra".
@@ -100,21 +99,6 @@ def flatten_metrics(metrics: Mapping, prefix: str = "") -> list[tuple[str, objec
         else:
             rows.append((name, value))
     return rows
-
-
-def format_value(value) -> str:
-    """A metric value as the page shows it (floats with 4 significant digits)."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:.4g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
-    return str(value)
 
 
 def extra_channel_columns(
