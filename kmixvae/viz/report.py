@@ -300,11 +300,24 @@ def _read_json(path: Path):
         return None
 
 
-def _key_metric_tables(metric_files: Mapping[str, Mapping], page: Mapping) -> str:
-    """The metrics that matter, one small table per kind (evaluate's files before fit's)."""
+# Key figures the summary shows as cards (beside the page's own clustering cards).
+CARD_FIGURES = (
+    "negative ELBO (nats)",
+    "IWAE log p(x) (nats)",
+    "reconstruction MSE",
+    "sample consistency",
+)
+
+
+def _key_rows(metric_files: Mapping[str, Mapping], page: Mapping) -> list:
+    """`key_metric_rows` of the page: evaluate's files, then fit's `metrics.json`, then `page`."""
     order = sorted(metric_files, key=lambda name: name == "metrics.json")
     sources = [(name, metric_files[name]) for name in order] + [("this page", page)]
-    rows = key_metric_rows(sources)
+    return key_metric_rows(sources)
+
+
+def _key_metric_tables(rows: list) -> str:
+    """The metrics that matter, one small table per kind."""
     tables = []
     for kind in KINDS:
         body = "".join(
@@ -373,29 +386,20 @@ def build_report_html(
         f"<h1>kmixvae report: {_esc(title)}</h1>",
         f"<p class='lead' id='about'>{_esc(model_line(model, config, fit_metrics))}</p>",
         f"<div class='sub'>written {_esc(time.strftime('%Y-%m-%d %H:%M:%S'))}; "
-        f"channel figures from {_esc(where)}</div>",
+        f"channel figures and the page's own scores from {_esc(where)}</div>",
     ]
 
     # Summary
-    final = fit_metrics.get("final", {})
+    page = {"accuracy": accuracy, "specialised_count": report["specialised_count"]}
+    key_rows = _key_rows(metric_files, page)
     cards = [
-        _card(f"clustering accuracy ({where})", f"{100 * accuracy:.1f}%"),
+        _card("clustering accuracy (these images)", f"{100 * accuracy:.1f}%"),
         _card(
             "specialised channels",
             f"{report['specialised_count']} of {len(model.active_channels)} active",
         ),
-        _card("active channels", f"{len(model.active_channels)} of {k}"),
     ]
-    if "val_nelbo" in final:
-        cards.append(_card("final validation -ELBO (nats)", format_value(final["val_nelbo"])))
-    for m in metric_files.values():
-        for key, label in (
-            ("iwae_log_px", "IWAE log p(x) (nats)"),
-            ("recon_mse", "recon MSE"),
-            ("sample_consistency", "sample consistency (judge)"),
-        ):
-            if isinstance(m.get(key), (int, float)):
-                cards.append(_card(label, format_value(m[key])))
+    cards += [_card(r.label, r.text) for r in key_rows if r.label in CARD_FIGURES]
     parts += ["<h2 id='summary'>Summary</h2><div class='cards'>", *cards, "</div>"]
 
     # Channels
@@ -478,15 +482,11 @@ def build_report_html(
         parts += ["<h2 id='curves'>Training curves</h2>", _img(figure_png(curves), "curves")]
 
     # Metrics that matter, then all of them
-    page = {
-        "accuracy": accuracy,
-        "specialised_count": report["specialised_count"],
-    }
     parts += [
         "<h2 id='key-metrics'>Metrics</h2>",
         "<p class='sub'>each figure once, from the first file that holds it: evaluate's "
         "metrics files, then fit's metrics.json, then this page's images</p>",
-        _key_metric_tables(metric_files, page),
+        _key_metric_tables(key_rows),
         "<details id='full-metrics'><summary>all metrics: "
         + (
             ", ".join(
