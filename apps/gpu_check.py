@@ -349,16 +349,23 @@ def write_synthetic_idx(folder: Path, n: int = 10_000, seed: int = 0) -> Path:
 # --------------------------------------------------------------------------- main
 
 
+def _config_value(args, path: tuple[str, ...], default):
+    """A value of the checked config (with its `--set` overrides), by key path."""
+    with open(args.config) as f:
+        value = json.load(f)
+    for key in path:
+        value = value.get(key, {}) if isinstance(value, dict) else {}
+    value = default if value == {} else value
+    for override in args.set:
+        key, _, text = override.partition("=")
+        if key.strip() == ".".join(path):
+            value = json.loads(text)
+    return value
+
+
 def _self_labelling_on(args) -> bool:
     """Whether the checked config (with its overrides) trains the self-labelling term."""
-    with open(args.config) as f:
-        raw = json.load(f)
-    weight = raw.get("loss", {}).get("self_label", {}).get("weight", 0.0)
-    for override in args.set:
-        key, _, value = override.partition("=")
-        if key.strip() == "loss.self_label.weight":
-            weight = float(value)
-    return weight != 0.0
+    return float(_config_value(args, ("loss", "self_label", "weight"), 0.0)) != 0.0
 
 
 def main(argv=None) -> int:
@@ -545,6 +552,8 @@ def main(argv=None) -> int:
         ]
         if _self_labelling_on(args):  # a switched-off section's keys are errors
             cli += ["--set", "loss.self_label.start_epoch=1"]
+        if _config_value(args, ("model", "encoder", "heads"), 1) > 1:
+            cli += ["--set", "model.encoder.head_selection_epoch=1"]
         for override in args.set:
             cli += ["--set", override]
         log(f"[{backend}] kmixvae fit, 2 epochs (refresh, restart, self-labelling at epoch 2) ...")

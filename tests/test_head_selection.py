@@ -10,6 +10,7 @@ import pytest
 
 from kmixvae.config import from_dict
 from kmixvae.errors import ConfigError
+from kmixvae.evaluation.metrics import clustering_accuracy
 from kmixvae.objectives import ViewAugmentation
 from kmixvae.training.head_selection import (
     HeadSelection,
@@ -135,14 +136,19 @@ def test_the_callback_keeps_the_most_stable_head_at_its_epoch():
     )
     x, _ = _bars(n=32)
     stability, _ = augmentation_stability(model, x, seed=5)
+    channels = model.head_channels(x)
     best = int(np.argmax(stability))
-    callback = HeadSelection(x, seed=5, log=lambda m: None)
+    labels = np.arange(32) % 3
+    callback = HeadSelection(x, seed=5, log=lambda m: None, val_images=x, val_labels=labels)
     callback.set_model(model)
     callback.on_epoch_begin(1)
     assert callback.events == [] and model.candidate_heads_on
     callback.on_epoch_begin(2)
     assert callback.events[0]["head"] == best
     assert callback.events[0]["epoch"] == 3
+    # The held-out accuracy of every head as it was trained, recorded beside the choice.
+    expected = [clustering_accuracy(labels, c) for c in channels]
+    assert callback.events[0]["val_accuracy"] == pytest.approx(expected, abs=1e-4)
     assert not model.candidate_heads_on
     assert np.allclose(
         sorted(_kernels(model)[0].sum(axis=0)), sorted(_kernels(model)[best].sum(axis=0))
@@ -193,4 +199,5 @@ def test_fit_records_which_head_it_kept(tmp_path):
     assert selection["epoch"] == 2
     assert len(selection["stability"]) == 3
     assert selection["head"] == int(np.argmax(selection["stability"]))
+    assert len(selection["val_accuracy"]) == 3
     assert "channel heads: kept head" in out

@@ -212,7 +212,15 @@ def _callbacks(config, data, path, state, log, full_output):
         gate.pruning = ChannelPruning(data.train_images, **settings, log=log)
         callbacks.append(gate.pruning)
     if config.model.encoder.heads > 1:
-        callbacks.append(HeadSelection(data.train_images, seed=config.seed, log=log))
+        callbacks.append(
+            HeadSelection(
+                data.train_images,
+                seed=config.seed,
+                log=log,
+                val_images=data.val_images,
+                val_labels=data.val_labels,
+            )
+        )
     callbacks.append(cb.TermSchedule())
     if config.training.restart_epoch > 0:
         callbacks.append(cb.OptimizerRestart(config.training.restart_epoch))

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from kmixvae.evaluation.metrics import clustering_accuracy
 from kmixvae.utils.images import as_float_images
 
 # Training images the rule scores (a fixed random sample when there are more).
@@ -99,17 +100,24 @@ class HeadSelection(keras.callbacks.Callback):
         images: uint8 or [0, 1] float `(N, H, W, C)` training images.
         seed: int. The run's seed (sample and augmentation draw).
         log: function printing one message.
+        val_images: optional held-out images with `val_labels`: each head's
+            clustering accuracy on them is recorded beside the choice (to
+            study the rule; the choice never reads them).
+        val_labels: optional int `(M,)` labels of `val_images`.
 
     Attributes:
         events: list with the selection's record once it has run: the epoch
-            (1-based), the chosen head, every head's stability, seconds.
+            (1-based), the chosen head, every head's stability, seconds, and
+            with held-out labels every head's held-out accuracy.
     """
 
-    def __init__(self, images, seed=0, log=print):
+    def __init__(self, images, seed=0, log=print, val_images=None, val_labels=None):
         super().__init__()
         self.images = images
         self.seed = int(seed)
         self.log = log
+        self.val_images = val_images
+        self.val_labels = val_labels
         self.events = []
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -119,16 +127,24 @@ class HeadSelection(keras.callbacks.Callback):
         t0 = time.perf_counter()
         stability, channels = augmentation_stability(model, self.images, seed=self.seed)
         best = int(np.argmax(stability))
+        held_out = None
+        if self.val_labels is not None:
+            held_out = [
+                round(clustering_accuracy(self.val_labels, channels_of_head), 4)
+                for channels_of_head in model.head_channels(as_float_images(self.val_images))
+            ]
         model.select_head(best, matching_order(channels[0], channels[best], model.num_channels))
         seconds = time.perf_counter() - t0
-        self.events.append(
-            {
-                "epoch": epoch + 1,
-                "head": best,
-                "stability": [round(float(v), 4) for v in stability],
-                "seconds": round(seconds, 2),
-            }
-        )
+        event = {
+            "epoch": epoch + 1,
+            "head": best,
+            "stability": [round(float(v), 4) for v in stability],
+            "seconds": round(seconds, 2),
+        }
+        if self.val_labels is not None:
+            # Scored before the copy: head `best` is still where it was trained.
+            event["val_accuracy"] = held_out
+        self.events.append(event)
         self.log(
             f"channel heads: kept head {best} of {len(stability)} at epoch {epoch + 1} "
             f"(augmentation stability {stability[best]:.3f}; the others "
