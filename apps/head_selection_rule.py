@@ -39,7 +39,7 @@ from kmixvae.utils.images import as_float_images
 K = 10
 
 
-class _Heads(keras.Model):
+class HeadsModel(keras.Model):
     """A film_het encoder trunk with `heads` channel heads trained by SCAN + usage entropy."""
 
     def __init__(self, heads, seed):
@@ -88,7 +88,7 @@ def _argmax(model, x, augmentation=None, seed=123):
 def run_seed(x_train, x_val, y_val, heads, seed, epochs=10, batch=256):
     keras.utils.set_random_seed(seed)
     neighbours = mutual_neighbors(pixel_neighbors(x_train, 20))
-    model = _Heads(heads, seed)
+    model = HeadsModel(heads, seed)
     model(np.zeros((2,) + x_train.shape[1:3] + (2,), "float32"))
     steps = len(x_train) // batch
     lr = keras.optimizers.schedules.CosineDecay(3e-3, epochs * steps, alpha=1e-4 / 3e-3)
