@@ -294,3 +294,27 @@ def test_fit_reads_the_same_batches_from_both_pipelines(kind):
     assert len(seen[0]) == len(seen[1]) == 9
     for a, b in zip(*seen):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES_HERE)
+@pytest.mark.parametrize("kind", ["images", "neighbor_pairs", "validation"])
+def test_each_process_reads_its_own_part_of_every_batch(pipeline, kind):
+    """shard=(i, 2): process i reads the i-th contiguous half of each global batch, so
+    the halves put together are the batch one process reads."""
+    x = _images(12)
+    nbr = np.array([[(i + 1) % 12, (i + 5) % 12] for i in range(12)])
+
+    def batches(shard):
+        if kind == "neighbor_pairs":
+            ds = neighbor_dataset(x, nbr, 4, seed=1, repeat=True, shard=shard, pipeline=pipeline)
+        else:
+            bundle = DataBundle(x, np.arange(12), x, np.arange(12), 4, seed=1, pipeline=pipeline)
+            bundle.shard = shard
+            ds = bundle.train_dataset(repeat=True) if kind == "images" else bundle.val_dataset()
+        return _fit_batches(ds, 2, 0, 3)
+
+    whole, first, second = batches((0, 1)), batches((0, 2)), batches((1, 2))
+    assert len(whole) == len(first) == len(second) == 6
+    for w, a, b in zip(whole, first, second):
+        assert a.shape[1] == b.shape[1] == 2
+        np.testing.assert_array_equal(np.concatenate([a, b], axis=1), w)

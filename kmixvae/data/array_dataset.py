@@ -44,11 +44,13 @@ import numpy as np
 from kmixvae.data.batching import (
     batches_per_pass,
     check_batch_inputs,
+    check_shard,
     check_start_batch,
     pass_order,
     pass_picks,
     pipeline_seed,
     pixel_scale,
+    shard_slice,
 )
 from kmixvae.errors import DataError
 
@@ -101,6 +103,9 @@ class ImageBatches(keras.utils.PyDataset):
             this one starts: a run resumed at epoch `e` passes
             `e * steps_per_epoch` and reads what an uninterrupted run reads
             from epoch `e` on. Without `repeat`, a whole number of passes.
+        shard: `(index, count)`: yield only the `index`-th of `count` equal
+            contiguous parts of every batch (one process's part of the
+            global batch, `Distribution.data_shard`).
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class ImageBatches(keras.utils.PyDataset):
         with_labels: bool = False,
         repeat: bool = False,
         start_batch: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ):
         super().__init__()
         self.images, self.labels = check_batch_inputs(images, labels, batch_size, with_labels)
@@ -135,6 +141,7 @@ class ImageBatches(keras.utils.PyDataset):
             )
         self.start_batch = check_start_batch(start_batch, self._per_pass, self.repeat)
         self.current_pass = self.start_batch // self._per_pass  # of a dataset that ends
+        self.shard = check_shard(shard)
         self._orders = {}
 
     @property
@@ -159,10 +166,11 @@ class ImageBatches(keras.utils.PyDataset):
         return self._orders[pass_index]
 
     def batch_indices(self, index: int) -> tuple[int, np.ndarray]:
-        """`(pass, example indices)` of batch `index`."""
+        """`(pass, example indices)` of batch `index` (this shard's part of it)."""
         pass_index, i = self.locate(index)
         b = self.batch_size
-        return pass_index, self.order(pass_index)[i * b : (i + 1) * b]
+        idx = self.order(pass_index)[i * b : (i + 1) * b]
+        return pass_index, idx[shard_slice(len(idx), self.shard)]
 
     def __getitem__(self, index):
         _, idx = self.batch_indices(index)
@@ -194,6 +202,8 @@ class NeighborPairBatches(keras.utils.PyDataset):
         repeat: never end (`num_batches` is `None`; see `ImageBatches`).
         start_batch: batches an uninterrupted run would have read before
             this one starts (see `ImageBatches`).
+        shard: `(index, count)`: this process's part of every batch (see
+            `ImageBatches`).
     """
 
     def __init__(
@@ -206,6 +216,7 @@ class NeighborPairBatches(keras.utils.PyDataset):
         drop_remainder: bool = False,
         repeat: bool = False,
         start_batch: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ):
         super().__init__()
         self.batches = ImageBatches(
@@ -216,6 +227,7 @@ class NeighborPairBatches(keras.utils.PyDataset):
             drop_remainder=drop_remainder,
             repeat=repeat,
             start_batch=start_batch,
+            shard=shard,
         )
         self.images = self.batches.images
         self.table = neighbors if isinstance(neighbors, NeighborTable) else NeighborTable(neighbors)

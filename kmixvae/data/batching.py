@@ -144,3 +144,19 @@ def check_start_batch(start_batch: int, per_pass: int, repeat: bool) -> int:
 def pipeline_seed(seed: Optional[int]) -> int:
     """The seed of a pipeline's draws: `seed`, or a fresh random one for `None`."""
     return int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
+
+
+def shard_slice(size: int, shard: tuple[int, int]) -> slice:
+    """The contiguous part of a `size`-example global batch that process `shard[0]` of
+    `shard[1]` reads (an equal part each; the sizes are checked where the run starts)."""
+    index, count = shard
+    part = size // count
+    return slice(index * part, (index + 1) * part)
+
+
+def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    """Checks a `(process index, process count)` data shard."""
+    index, count = (int(v) for v in shard)
+    if count < 1 or not 0 <= index < count:
+        raise DataError(f"shard: {shard} is not (index, count) with 0 <= index < count")
+    return index, count

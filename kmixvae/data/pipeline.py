@@ -32,6 +32,7 @@ from kmixvae.config import Config, DataConfig
 from kmixvae.data.batching import (
     batches_per_pass,
     check_batch_inputs,
+    check_shard,
     check_start_batch,
     pass_order,
     pass_picks,
@@ -115,6 +116,23 @@ def _pass_sequence(one_pass, start_batch: int, per_pass: int, repeat: bool) -> t
     return batches.apply(tf.data.experimental.assert_cardinality(length))
 
 
+def _take_shard(batches: tf.data.Dataset, shard: tuple[int, int]) -> tf.data.Dataset:
+    """Each batch's `shard[0]`-th of `shard[1]` equal contiguous parts (of every
+    component), before any image is gathered: one process reads its own part."""
+    import tensorflow as tf
+
+    index, count = check_shard(shard)
+    if count == 1:
+        return batches
+
+    def part(*parts):
+        size = tf.shape(parts[0])[0] // count
+        out = tuple(p[index * size : (index + 1) * size] for p in parts)
+        return out if len(out) > 1 else out[0]
+
+    return batches.map(part)
+
+
 def make_dataset(
     images: np.ndarray,
     labels: Optional[np.ndarray] = None,
@@ -127,6 +145,7 @@ def make_dataset(
     with_labels: bool = False,
     repeat: bool = False,
     start_batch: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> tf.data.Dataset:
     """Builds a batched, normalised, optionally shuffled `tf.data.Dataset`.
 
@@ -151,6 +170,9 @@ def make_dataset(
         start_batch: batches an uninterrupted run would have read before
             this one starts (a run resumed at epoch `e`: `e * steps_per_epoch`);
             without `repeat`, a whole number of passes.
+        shard: `(index, count)`: yield only the `index`-th of `count` equal
+            contiguous parts of every batch (one process's part of the
+            global batch, `Distribution.data_shard`).
 
     Returns:
         A prefetched dataset of float32 `[B, H, W, C]` batches in [0, 1]
@@ -181,6 +203,7 @@ def make_dataset(
             drop_remainder,
         )
         ids = _pass_sequence(one_pass, start, max(per_pass, 1), repeat)
+    ids = _take_shard(ids, shard)
     table = tf.constant(images)
     label_table = tf.constant(labels) if with_labels else None
     scale = pixel_scale(images)
@@ -201,6 +224,7 @@ def make_neighbor_dataset(
     drop_remainder: bool = False,
     repeat: bool = False,
     start_batch: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> tf.data.Dataset:
     """Shuffled training batches of `{"x": x, "neighbor": x_nbr}` in [0, 1].
 
@@ -219,6 +243,8 @@ def make_neighbor_dataset(
         repeat: one pass after another without end (see `make_dataset`).
         start_batch: batches an uninterrupted run would have read before
             this one starts (see `make_dataset`).
+        shard: `(index, count)`: this process's part of every batch (see
+            `make_dataset`).
 
     Returns:
         A prefetched dataset of dicts of float32 `[B, H, W, C]` batches.
@@ -257,7 +283,7 @@ def make_neighbor_dataset(
         x_nbr = tf.cast(tf.gather(table, j), tf.float32) * scale
         return {"x": x, "neighbor": x_nbr}
 
-    batches = _pass_sequence(one_pass, start, per_pass, repeat)
+    batches = _take_shard(_pass_sequence(one_pass, start, per_pass, repeat), shard)
     return batches.map(pair).prefetch(tf.data.AUTOTUNE)
 
 
@@ -290,6 +316,7 @@ def neighbor_dataset(
     drop_remainder: bool = False,
     repeat: bool = False,
     start_batch: int = 0,
+    shard: tuple[int, int] = (0, 1),
     pipeline: str = "auto",
 ):
     """Training batches of `{"x": x, "neighbor": x_nbr}` on the chosen pipeline.
@@ -303,12 +330,19 @@ def neighbor_dataset(
         repeat: never end (for `fit` with `steps_per_epoch`).
         start_batch: batches an uninterrupted run would have read before
             this one starts (a run resumed at epoch `e`: `e * steps_per_epoch`).
+        shard: `(index, count)`: this process's part of every batch.
         pipeline: `data.pipeline`.
 
     Returns:
         `make_neighbor_dataset(...)` (`tf_data`) or a `NeighborPairBatches`.
     """
-    kwargs = dict(seed=seed, drop_remainder=drop_remainder, repeat=repeat, start_batch=start_batch)
+    kwargs = dict(
+        seed=seed,
+        drop_remainder=drop_remainder,
+        repeat=repeat,
+        start_batch=start_batch,
+        shard=shard,
+    )
     if resolve_pipeline(pipeline) == "tf_data":
         return make_neighbor_dataset(images, neighbors, batch_size, **kwargs)
     from kmixvae.data.array_dataset import NeighborPairBatches
@@ -329,6 +363,8 @@ class DataBundle:
         shuffle_buffer: shuffle buffer of the training pipeline (0 = all).
         seed: shuffle seed of the training pipeline.
         pipeline: `data.pipeline`: `auto`, `tf_data` or `arrays`.
+        shard: `(index, count)`: the part of every batch this process reads
+            (`Distribution.data_shard`; `(0, 1)` = all of it).
 
     Example:
 
@@ -346,6 +382,7 @@ class DataBundle:
     shuffle_buffer: int = 10000
     seed: Optional[int] = 0
     pipeline: str = "auto"
+    shard: tuple[int, int] = (0, 1)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -412,6 +449,7 @@ class DataBundle:
             with_labels=with_labels,
             repeat=repeat,
             start_batch=start_batch,
+            shard=self.shard,
         )
         if resolve_pipeline(self.pipeline) == "arrays":
             from kmixvae.data.array_dataset import ImageBatches
@@ -434,7 +472,11 @@ class DataBundle:
             from kmixvae.data.array_dataset import ImageBatches
 
             return ImageBatches(
-                self.val_images, self.val_labels, self.batch_size, with_labels=with_labels
+                self.val_images,
+                self.val_labels,
+                self.batch_size,
+                with_labels=with_labels,
+                shard=self.shard,
             )
         return make_dataset(
             self.val_images,
@@ -442,6 +484,7 @@ class DataBundle:
             self.batch_size,
             shuffle=False,
             with_labels=with_labels,
+            shard=self.shard,
         )
 
 

@@ -29,7 +29,7 @@ from kmixvae.evaluation.generation import end_of_run_generation
 from kmixvae.models import MixtureVAE  # registers every kmixvae class for load_model
 from kmixvae.models.factory import build_model
 from kmixvae.training import callbacks as cb
-from kmixvae.training import progress
+from kmixvae.training import processes, progress
 from kmixvae.training import resume as resume_lib
 from kmixvae.training.channel_pruning import ChannelPruning
 from kmixvae.training.curriculum import ChannelCurriculum
@@ -140,11 +140,17 @@ def fit_run(
         A `RunResult`.
     """
     dist = configure_distribution(config)
+    if not dist.is_chief:  # process 0 writes the run; the others write a private copy
+        config, run_dir, resume, log = processes.private_outputs(config, dist, run_dir, resume)
+    processes.train_judges_here(dist)
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_dtype_policy(config.precision)
     data = load_datasets(config)
+    data.shard = dist.data_shard  # each process reads its part of every batch
     dist.check_batch_size(config.data.batch_size)
     data.check_batch_fits()
+    dist.check_split_batches("data.train_split", data.num_train, config.data.batch_size)
+    dist.check_split_batches("data.val_split", data.num_val, config.data.batch_size)
     path, state = _open_run_folder(config, run_dir, resume, log)
     model = _build_or_restore_model(config, data, dist, path, state)
     _write_summary(config, model, dist, path, log, full_output)
@@ -303,6 +309,7 @@ def _train_dataset(config, data, callbacks, path, log, start_batch):
         pipeline=config.data.pipeline,
         repeat=True,
         start_batch=start_batch,
+        shard=data.shard,
     )
 
 
