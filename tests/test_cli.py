@@ -391,6 +391,9 @@ def test_resume_completes_all_epochs(resumed):
     assert (run / "checkpoints" / "best.keras").is_file()
     assert state["best_epoch"] == 3
     assert (run / "model.keras").is_file()
+    # The input continues where the killed run stopped reading, not at its first batch.
+    start = resumed["killed_state"]["epochs_done"] * (N_TRAIN // BATCH)
+    assert f"training batches continue at batch {start}," in resumed["out"]
     # --verbose: the full resolved config and the model as built.
     assert "resolved config:" in resumed["out"]
     assert "model (as built):" in resumed["out"]

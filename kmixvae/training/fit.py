@@ -29,7 +29,7 @@ from kmixvae.evaluation.generation import end_of_run_generation
 from kmixvae.models import MixtureVAE  # registers every kmixvae class for load_model
 from kmixvae.models.factory import build_model
 from kmixvae.training import callbacks as cb
-from kmixvae.training import progress
+from kmixvae.training import processes, progress
 from kmixvae.training import resume as resume_lib
 from kmixvae.training.channel_pruning import ChannelPruning
 from kmixvae.training.curriculum import ChannelCurriculum
@@ -141,17 +141,24 @@ def fit_run(
         A `RunResult`.
     """
     dist = configure_distribution(config)
+    if not dist.is_chief:  # process 0 writes the run; the others write a private copy
+        config, run_dir, resume, log = processes.private_outputs(config, dist, run_dir, resume)
+    processes.train_judges_here(dist)
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_dtype_policy(config.precision)
     data = load_datasets(config)
+    data.shard = dist.data_shard  # each process reads its part of every batch
     dist.check_batch_size(config.data.batch_size)
     data.check_batch_fits()
+    dist.check_split_batches("data.train_split", data.num_train, config.data.batch_size)
+    dist.check_split_batches("data.val_split", data.num_val, config.data.batch_size)
     path, state = _open_run_folder(config, run_dir, resume, log)
     model = _build_or_restore_model(config, data, dist, path, state)
     _write_summary(config, model, dist, path, log, full_output)
     log(f"input pipeline: {describe_pipeline(config.data.pipeline)}")
     callbacks = _callbacks(config, data, path, state, log, full_output)
-    train_ds = _train_dataset(config, data, callbacks, path, log)
+    start_batch = _start_batch(config, data, state, log)
+    train_ds = _train_dataset(config, data, callbacks, path, log, start_batch)
     wall = _train(config, model, train_ds, data, callbacks, state, path, verbose, full_output)
     return _finish(config, model, data, callbacks, wall, path, log)
 
@@ -169,8 +176,22 @@ def _open_run_folder(config, run_dir, resume, log):
     return path, state
 
 
+def _steps_per_epoch(config, data) -> int:
+    """Training steps an epoch: `training.steps_per_epoch`, else one pass over the data."""
+    return config.training.steps_per_epoch or data.steps_per_epoch()
+
+
+def _start_batch(config, data, state, log) -> int:
+    """Where the training batches start: 0, or after the epochs a resumed run trained."""
+    if not state:
+        return 0
+    start = state["epochs_done"] * _steps_per_epoch(config, data)
+    log(f"resume: the training batches continue at batch {start}, as an uninterrupted run's")
+    return start
+
+
 def _build_or_restore_model(config, data, dist, path, state):
-    steps = config.training.steps_per_epoch or data.steps_per_epoch()
+    steps = _steps_per_epoch(config, data)
     with dist.scope():
         if state is not None:
             model = load_model_file(path / "checkpoints" / "last.keras")
@@ -256,12 +277,17 @@ def _monitor(data) -> str:
     return "val_loss" if data.num_val > 0 else "loss"
 
 
-def _train_dataset(config, data, callbacks, path, log):
+def _train_dataset(config, data, callbacks, path, log, start_batch):
     """The training dataset: images, or images paired with a k-NN neighbour (refreshed
-    from the encoder's features by a callback put first in `callbacks`)."""
-    repeat = config.training.steps_per_epoch is not None
+    from the encoder's features by a callback put first in `callbacks`).
+
+    One pass after another without end, read `_steps_per_epoch` batches an
+    epoch: each batch is a function of the seed and its place in the run
+    alone, so a resumed run (`start_batch`) reads what an uninterrupted one
+    reads, on either pipeline.
+    """
     if config.data.neighbors == 0:
-        return data.train_dataset(seed=config.seed, repeat=repeat)
+        return data.train_dataset(seed=config.seed, repeat=True, start_batch=start_batch)
     t_nbr = time.perf_counter()
     neighbors = pixel_neighbors(data.train_images, config.data.neighbors)
     if config.data.neighbor_mutual:
@@ -292,7 +318,9 @@ def _train_dataset(config, data, callbacks, path, log):
         config.data.batch_size,
         seed=config.seed,
         pipeline=config.data.pipeline,
-        repeat=repeat,
+        repeat=True,
+        start_batch=start_batch,
+        shard=data.shard,
     )
 
 
@@ -305,7 +333,7 @@ def _train(config, model, train_ds, data, callbacks, state, path, verbose, full_
             validation_data=data.val_dataset() if data.num_val > 0 else None,
             epochs=config.training.epochs,
             initial_epoch=state["epochs_done"] if state else 0,
-            steps_per_epoch=config.training.steps_per_epoch,
+            steps_per_epoch=_steps_per_epoch(config, data),
             callbacks=callbacks,
             verbose=verbose if full_output else 0,
             shuffle=False,  # the input pipeline shuffles with the config seed
