@@ -24,7 +24,11 @@ from pathlib import Path
 from kmixvae import config as config_lib
 from kmixvae.data import available_splits, load_split, split_names
 from kmixvae.errors import DataError
-from kmixvae.evaluation.generation import check_disjoint, default_judge_cache_dir, load_or_train_judge
+from kmixvae.evaluation.generation import (
+    check_disjoint,
+    default_judge_cache_dir,
+    load_or_train_judge,
+)
 from kmixvae.runs.folder import RUN_MARKER
 from kmixvae.runs.model_files import load_model_file, read_training_data
 from kmixvae.utils.images import as_float_images
@@ -51,18 +55,15 @@ def detect_source(folder: str | Path) -> str:
 
 
 def _own_data(model_path) -> tuple[config_lib.DataConfig, str]:
-    """The data section a run folder or model file names, and where its training split comes from."""
+    """The data section a run folder or model file names, and what its training split is."""
     path = Path(model_path)
     if path.is_dir() and (path / RUN_MARKER).is_file():
         return config_lib.load_config(path / RUN_MARKER).data, "the run's data.train_split"
     defaults = config_lib.Config().data
     described = read_training_data(path) if path.is_file() else None
     if described is None:
-        return defaults, "the default; the model file names no training data"
-    return (
-        config_lib.DataConfig(**{**vars(defaults), **described}),
-        "the model file's training split",
-    )
+        return defaults, "the default (the model file names no training split)"
+    return config_lib.DataConfig(**{**vars(defaults), **described}), "the model's training split"
 
 
 def data_config(model_path, data_dir=None, dataset=None) -> config_lib.DataConfig:
@@ -113,14 +114,14 @@ def model_and_data(model_path, data_dir=None, split=None, dataset=None):
 
 
 def _missing_split(data, spec) -> str | None:
-    """Why local files lack a split `spec` names (None when they hold it, or for TFDS)."""
+    """What local files hold when they lack a split `spec` names (None if they have it, or TFDS)."""
     available = available_splits(data)
     if available is None:
         return None
     try:
         split_names(spec, available)
     except DataError:
-        return f"{data.dir} holds no such split (it holds: {', '.join(available) or 'none'})"
+        return ", ".join(available) or "no split"
     return None
 
 
@@ -146,12 +147,12 @@ def load_judge(model_path, data_dir, dataset, judge_split, eval_images, eval_spl
     data = _with_flags(own, data_dir, dataset)
     if judge_split is None:
         judge_split = data.train_split
-        missing = _missing_split(data, judge_split)
-        if missing is not None:
+        holds = _missing_split(data, judge_split)
+        if holds is not None:
             return None, (
-                f"generation scores skipped: the judge's split {judge_split!r} ({origin}) "
-                f"is not in the data: {missing}; give --judge-split SPLIT (one that shares "
-                f"no images with {eval_split!r})"
+                f"generation scores skipped: the judge's split {judge_split!r}, {origin}, "
+                f"is not in {data.dir} (it holds: {holds}); add --judge-split SPLIT, sharing "
+                f"no images with {eval_split!r}, to score them"
             )
     images, labels = load_split(data, judge_split)
     if tuple(images.shape[1:]) != tuple(eval_images.shape[1:]):

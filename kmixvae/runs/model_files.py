@@ -84,7 +84,9 @@ def read_training_data(path: str | Path) -> dict | None:
         return None
     if not isinstance(data, dict):
         return None
-    return {key: data[key] for key in TRAINING_DATA_KEYS if isinstance(data.get(key), (str, type(None)))}
+    return {
+        key: data[key] for key in TRAINING_DATA_KEYS if isinstance(data.get(key), (str, type(None)))
+    }
 
 
 def save_for_inference(model, path: str | Path, training_data: dict | None = None) -> Path:

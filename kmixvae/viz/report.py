@@ -39,6 +39,7 @@ from matplotlib.figure import Figure
 
 from kmixvae.evaluation.evaluate import as_float_images
 from kmixvae.evaluation.metrics import channel_report, clustering_accuracy, contingency
+from kmixvae.runs.model_files import load_model_file
 from kmixvae.utils.files import atomic_write_text
 from kmixvae.viz.figures import channel_confusion_figure
 
@@ -523,8 +524,6 @@ def write_report(
         config = _read_json(source / "config.json")
     files.update(metric_files or {})
     if model is None:
-        from kmixvae.training.fit import load_model_file
-
         model = load_model_file(source)
     if images is None:
         from kmixvae import config as config_lib
