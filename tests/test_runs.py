@@ -224,6 +224,23 @@ def test_a_signal_during_a_checkpoint_write_waits_for_it():
     assert written == ["last.keras", "last.json"]
 
 
+def test_a_held_back_signal_is_raised_where_training_checks_for_it():
+    """What `StopOnSignal` does at the end of a batch inside `fit_run`'s deferred training."""
+    from kmixvae.runs.interrupts import raise_pending
+
+    batches = []
+    with pytest.raises(Interrupted) as info:
+        with signals_as_interrupt():
+            with deferred():
+                for batch in range(5):
+                    batches.append(batch)
+                    if batch == 1:
+                        signal.raise_signal(signal.SIGINT)
+                    raise_pending()
+    assert batches == [0, 1] and info.value.exit_code == 130
+    raise_pending()  # raised once only: nothing is pending any more
+
+
 def test_the_interrupt_line_names_the_resume_command(tmp_path):
     line = Interrupted("SIGTERM", run_dir=tmp_path).message()
     assert line.startswith("terminated (SIGTERM):")

@@ -2,14 +2,17 @@
 
 SIGTERM is what a job scheduler (and `kill`) sends. Within
 `signals_as_interrupt`, SIGTERM and Ctrl-C (SIGINT) raise `Interrupted`, a
-`KeyboardInterrupt`: the current training step is abandoned, a write in
-progress leaves no temporary file (`kmixvae.utils.files.atomic_write`), and
-the run folder keeps its last completed epoch for `fit --resume`. A
+`KeyboardInterrupt`, and the run folder keeps its last completed epoch for
+`fit --resume`. Outside training the exception is raised at once (a write in
+progress then leaves no temporary file, `kmixvae.utils.files.atomic_write`).
+Training runs inside `deferred`: the signal is held back and raised by a
+callback at the end of the current batch (`raise_pending`), never from
+inside TensorFlow's or JAX's own code (TensorFlow turns an exception raised
+there into "Exiting device scope without proper scope nesting"); a
 checkpoint being written (`last.keras` with its `last.json`) is finished
-first (`deferred`), so the two always describe the same epoch. `fit_run`
-adds its run folder to the interrupt; the CLI prints one line and exits with
-130 (SIGINT) or 143 (SIGTERM), the codes a shell gives a process those
-signals end.
+first, so the two always describe the same epoch. `fit_run` adds its run
+folder to the interrupt; the CLI prints one line and exits with 130 (SIGINT)
+or 143 (SIGTERM), the codes a shell gives a process those signals end.
 
 Example:
 
@@ -91,17 +94,28 @@ def signals_as_interrupt():
         _State.pending = None
 
 
+def raise_pending() -> None:
+    """Raises the `Interrupted` of a signal held back by `deferred`, if one arrived.
+
+    Call it where stopping is safe (a callback at the end of a batch); the
+    signal is then no longer pending.
+    """
+    if _State.pending is not None:
+        name, _State.pending = _State.pending, None
+        raise Interrupted(name)
+
+
 @contextlib.contextmanager
 def deferred():
-    """Holds back a SIGTERM or Ctrl-C that arrives in the block; raises it when the block ends."""
+    """Holds back a SIGTERM or Ctrl-C that arrives in the block; raises it when the block ends
+    (or earlier, where the block calls `raise_pending`)."""
     _State.deferring += 1
     try:
         yield
     finally:
         _State.deferring -= 1
-    if not _State.deferring and _State.pending is not None:
-        name, _State.pending = _State.pending, None
-        raise Interrupted(name)
+    if not _State.deferring:
+        raise_pending()
 
 
-__all__ = ["EXIT_CODES", "Interrupted", "deferred", "signals_as_interrupt"]
+__all__ = ["EXIT_CODES", "Interrupted", "deferred", "raise_pending", "signals_as_interrupt"]

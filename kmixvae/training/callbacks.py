@@ -1,5 +1,5 @@
 """Training callbacks: loss-term start epochs, gated early stopping, atomic checkpoints and history,
-NaN guard, held-out clustering accuracy and learning-rate logging."""
+NaN guard, held-out clustering accuracy, learning-rate logging and stopping on a signal."""
 
 from __future__ import annotations
 
@@ -348,6 +348,25 @@ class Checkpointer(keras.callbacks.Callback):
             if key and callback is not self:
                 state[key] = callback.get_state()
         atomic_write_text(self.folder / "last.json", json.dumps(state, indent=2))
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Stops training at the end of the current batch after Ctrl-C or SIGTERM.
+
+    `fit_run` trains inside `kmixvae.runs.interrupts.deferred`, which holds
+    the signal back; this raises it (`Interrupted`) at the end of a training
+    or validation batch, or of an epoch. Put it last, after the
+    `Checkpointer`, so that a completed epoch is saved before the run stops.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        interrupts.raise_pending()
+
+    def on_test_batch_end(self, batch, logs=None):
+        interrupts.raise_pending()
+
+    def on_epoch_end(self, epoch, logs=None):
+        interrupts.raise_pending()
 
 
 class PeriodicCallback(keras.callbacks.Callback):

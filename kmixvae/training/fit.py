@@ -24,9 +24,9 @@ from kmixvae.data.pipeline import neighbor_dataset, neighbor_table, resolve_pipe
 from kmixvae.errors import TrainingError
 from kmixvae.evaluation.generation import end_of_run_generation
 from kmixvae.models.factory import build_model
+from kmixvae.runs import interrupts
 from kmixvae.runs.folder import check_run_dir, check_writable, claim_run_dir, release_run_dir
 from kmixvae.runs.history import read_history_csv
-from kmixvae.runs.interrupts import Interrupted
 from kmixvae.runs.model_files import describe_training_data, load_model_file, save_model_atomic
 from kmixvae.training import callbacks as cb
 from kmixvae.training import progress
@@ -129,7 +129,7 @@ def fit_run(
         wall = _train(config, model, train_ds, data, callbacks, state, path, verbose, full_output)
         return _finish(config, model, data, callbacks, wall, path, log)
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (`kmixvae.runs.interrupts`)
-        raise Interrupted.of(e, run_dir=path) from None
+        raise interrupts.Interrupted.of(e, run_dir=path) from None
 
 
 def _saved_model_path(config) -> Path:
@@ -226,6 +226,7 @@ def _callbacks(config, data, path, state, log, full_output):
         callbacks.extend(_tensorboard_callbacks(config, path, data))
     if not full_output:
         callbacks.append(progress.EpochLine(config.training.epochs, log=log))
+    callbacks.append(cb.StopOnSignal())  # last: a completed epoch is saved and printed first
     if state is not None:
         cb.restore_states(callbacks, state)
     return callbacks
@@ -279,16 +280,17 @@ def _train(config, model, train_ds, data, callbacks, state, path, verbose, full_
     """`model.fit` from the resumed epoch; returns its wall seconds."""
     t0 = time.perf_counter()
     try:
-        model.fit(
-            train_ds,
-            validation_data=data.val_dataset() if data.num_val > 0 else None,
-            epochs=config.training.epochs,
-            initial_epoch=state["epochs_done"] if state else 0,
-            steps_per_epoch=config.training.steps_per_epoch,
-            callbacks=callbacks,
-            verbose=verbose if full_output else 0,
-            shuffle=False,  # the input pipeline shuffles with the config seed
-        )
+        with interrupts.deferred():  # Ctrl-C, SIGTERM: raised by StopOnSignal between batches
+            model.fit(
+                train_ds,
+                validation_data=data.val_dataset() if data.num_val > 0 else None,
+                epochs=config.training.epochs,
+                initial_epoch=state["epochs_done"] if state else 0,
+                steps_per_epoch=config.training.steps_per_epoch,
+                callbacks=callbacks,
+                verbose=verbose if full_output else 0,
+                shuffle=False,  # the input pipeline shuffles with the config seed
+            )
     except Exception as e:  # out of memory is the one failure users must act on
         if _is_oom(e):
             raise TrainingError(
