@@ -10,7 +10,9 @@ model for inference (no optimizer state) to `--out`; (3) loads that file
 back and evaluates it on the run's validation split exactly as
 `kmixvae evaluate` does (IWAE with 100 samples); (4) writes the model card
 `README.md` beside it: data and split, the exact command, the config,
-versions, date and the metrics. Rerun it whenever the default config changes.
+versions, date, the metrics (each figure once, grouped by kind as on the
+report page: `kmixvae/viz/key_metrics.py`) and what each channel holds.
+Rerun it whenever the default config changes.
 """
 
 from __future__ import annotations
@@ -31,21 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_OUT = "saved_models/mnist_film_het.keras"
 MAIN_COMMAND = "bash scripts/main.sh"
-# evaluate's headline numbers, in the card's table (key, label, format).
-HEADLINE = (
-    ("accuracy", "clustering accuracy (1-to-1)", "{:.2%}"),
-    ("purity", "purity (many-to-1)", "{:.4f}"),
-    ("nmi", "NMI", "{:.4f}"),
-    ("ari", "ARI", "{:.4f}"),
-    ("specialised_count", "specialised channels", "{}"),
-    ("recon_mse", "reconstruction MSE", "{:.5f}"),
-    ("nelbo", "negative ELBO (nats)", "{:.3f}"),
-    ("iwae_log_px", "IWAE log p(x) (nats)", "{:.3f}"),
-    ("sample_consistency", "sample consistency (judge)", "{:.3f}"),
-    ("recon_consistency", "recon consistency (judge)", "{:.3f}"),
-    ("judge_accuracy", "judge accuracy on these images", "{:.3f}"),
-)
-# evaluate's bookkeeping values that the card does not list as metrics.
+# The kinds of figures the card's table shows; the training time is in "How it was made".
+CARD_KINDS = ("clustering", "likelihood", "generation")
+# evaluate's bookkeeping values and settings that the card does not list as metrics.
 NOT_METRICS = {
     "num_images",
     "image_shape",
@@ -67,6 +57,9 @@ NOT_METRICS = {
     "seed",
     "elapsed_s",
     "split",
+    "generation.n_per_channel",
+    "generation.seed",
+    "generation.elapsed_s",
 }
 
 
@@ -156,28 +149,60 @@ def versions() -> dict:
     return out
 
 
-def _fmt(value, fmt="{:.4g}") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return fmt.format(value)
-    return str(value)
-
-
 def metric_rows(metrics: dict) -> list[str]:
-    """Markdown rows: the headline numbers, then every other number evaluate reported."""
-    rows = [f"| {label} | {_fmt(metrics.get(key), fmt)} |" for key, label, fmt in HEADLINE]
-    shown = {key for key, _, _ in HEADLINE}
-    for key, value in metrics.items():
-        if key in shown or key in NOT_METRICS:
-            continue
-        if isinstance(value, (int, float)) or value is None:
-            rows.append(f"| {key} | {_fmt(value)} |")
-        elif isinstance(value, dict):  # e.g. a section of generation metrics
-            for sub, v in value.items():
-                if isinstance(v, (int, float)):
-                    rows.append(f"| {key}.{sub} | {_fmt(v)} |")
+    """Markdown rows `| kind | metric | value |`: each figure evaluate reported, once.
+
+    The key figures (`key_metrics.KEY_METRICS`: clustering, likelihood,
+    generation) come first under their readable names; any other number
+    evaluate reported follows under its key, unless a key figure already
+    shows it (e.g. `generation.judge_accuracy` is `judge_accuracy`).
+    """
+    from kmixvae.viz.key_metrics import format_value, key_metric_rows, other_numbers
+
+    rows = [
+        f"| {r.kind} | {r.label} | {r.text} |"
+        for r in key_metric_rows([("evaluate", metrics)], kinds=CARD_KINDS)
+    ]
+    rows += [
+        f"| other | {key} | {format_value(value)} |"
+        for key, value in other_numbers(metrics, skip=NOT_METRICS, kinds=CARD_KINDS)
+    ]
     return rows
+
+
+def channel_rows(metrics: dict) -> list[str]:
+    """Markdown rows of evaluate's per-channel report: what each channel holds."""
+    from kmixvae.viz.key_metrics import format_value
+
+    rows = []
+    for ch in metrics.get("channels", []):
+        status = "specialised" if ch["specialised"] else "garbage" if ch["active"] else "masked"
+        cells = [
+            str(ch["channel"]),
+            status,
+            str(ch["count"]),
+            format_value(ch["usage"], "{:.1%}"),
+            format_value(ch["purity"], "{:.3f}"),
+            format_value(ch.get("majority_label"), "{}"),
+            format_value(ch.get("matched_label"), "{}"),
+            format_value(ch.get("sample_consistency"), "{:.3f}"),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def judge_line(metrics: dict) -> str | None:
+    """One sentence on the judge that scores the generation figures, or None without one."""
+    gen = metrics.get("generation") or {}
+    judge = gen.get("judge")
+    if not judge:
+        return None
+    return (
+        f"Generation figures: a judge, {judge['kind']}, trained on `{judge['source']}` "
+        f"({judge['train_images']:,} labelled images) names {gen['n_per_channel']} prior "
+        "draws per active channel (sample consistency: the share named as the channel's "
+        "matched label) and each reconstruction (recon consistency)."
+    )
 
 
 def model_card(
@@ -189,11 +214,29 @@ def model_card(
     config: dict,
     metrics: dict,
     run_metrics: dict,
-    report: str,
     size: int,
     split_sizes: tuple[int, int],
+    date: str | None = None,
+    made_with: dict | None = None,
 ) -> str:
-    """The model card (markdown)."""
+    """The model card (markdown).
+
+    Args:
+        out: the shipped model file.
+        run_dir: the run folder it came from.
+        command: the command that trained it.
+        first_line: that command's first output line (or "").
+        config: the run's resolved config.
+        metrics: `evaluate_model`'s result on the validation split.
+        run_metrics: the run's `metrics.json`.
+        size: the model file's size in bytes.
+        split_sizes: images of the training and the validation split.
+        date: when it was shipped (default: now, UTC).
+        made_with: the versions line's entries (default: `versions()`).
+
+    Returns:
+        The card's text.
+    """
     data = config["data"]
     where = f"`{data['source']}` files in `{data['dir']}`" if data.get("dir") else "TFDS"
     final = run_metrics.get("final", {})
@@ -225,22 +268,36 @@ def model_card(
         lines.append(f"- its first line: `{first_line}`")
     lines += [
         f"- shipped with: `python apps/ship_model.py` from the run folder `{run_dir}`",
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {date or datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- training: {run_metrics.get('epochs', '-')} epochs"
         + (f", {train_seconds:.0f} s" if isinstance(train_seconds, float) else ""),
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in (made_with or versions()).items()),
         "",
         "## Metrics (`kmixvae evaluate`, on the validation split)",
         "",
-        "| metric | value |",
-        "|---|---|",
+        f"{metrics.get('num_images', '-')} images of `{metrics.get('split', '-')}`; likelihood "
+        f"scale: {metrics.get('likelihood_scale', '-')}, {metrics.get('likelihood_units', '')}; "
+        f"IWAE with k = {metrics.get('iwae_samples', '-')}.",
+        "",
+        "| kind | metric | value |",
+        "|---|---|---|",
         *metric_rows(metrics),
         "",
-        "What `kmixvae evaluate` printed:",
+    ]
+    judged = judge_line(metrics)
+    if judged:
+        lines += [judged, ""]
+    lines += [
+        "## Channels",
         "",
-        "```",
-        report,
-        "```",
+        f"Specialised: usage >= {metrics.get('usage_min', '-')} and purity >= "
+        f"{metrics.get('purity_min', '-')}. Matched label: the one-to-one matching that scores "
+        "the accuracy.",
+        "",
+        "| channel | status | images | usage | purity | majority label | matched label "
+        "| sample consistency |",
+        "|---|---|---|---|---|---|---|---|",
+        *channel_rows(metrics),
         "",
         "## Config (resolved)",
         "",
@@ -304,8 +361,7 @@ def main(argv=None) -> int:
     )
     metrics = evaluate_model(shipped, images, labels, iwae_samples=args.iwae_samples, judge=judge)
     metrics["split"] = cfg.data.val_split
-    report = format_report(metrics)
-    print(report)
+    print(format_report(metrics))
     run_metrics = json.loads((run_dir / "metrics.json").read_text())
     card = model_card(
         out=out,
@@ -315,7 +371,6 @@ def main(argv=None) -> int:
         config=config_lib.to_dict(cfg),
         metrics=metrics,
         run_metrics=run_metrics,
-        report=report,
         size=out.stat().st_size,
         split_sizes=(train_count, len(labels)),
     )

@@ -30,6 +30,7 @@ from kmixvae import choices
 from kmixvae.config_fields import Switch, only_unless, only_when, option, section, section_class
 from kmixvae.errors import ConfigError
 from kmixvae.objectives import OBJECTIVES, AugmentConfig, ElboConfig
+from kmixvae.objectives.views import augmenting_objectives_on, augmenting_objectives_state
 
 
 def _opt(default: Any = None, **kwargs):
@@ -96,6 +97,18 @@ class EncoderConfig:
     dense_units: int = _opt(256, lo=1)
     batch_norm: bool = _opt(False)
     batch_norm_momentum: float = _opt(0.99, lo=0.0, hi=1.0)
+    heads: int = _opt(
+        1,
+        lo=1,
+        doc="candidate channel heads trained together on the trunk; at head_selection_epoch "
+        "the one whose channels are most stable under loss.augment is kept (no labels)",
+    )
+    head_selection_epoch: int = _opt(
+        1,
+        lo=1,
+        doc="epoch (0-based) at which one candidate head is kept and the others stop",
+        switch=only_unless("heads", 1),
+    )
 
 
 @dataclass
@@ -538,6 +551,7 @@ def validate(config: Config) -> Config:
                 )
     _check_pruning(config)
     _check_views(config)
+    _check_heads(config)
     if config.training.lr_final > config.training.learning_rate:
         raise ConfigError(
             f"training.lr_final: {config.training.lr_final} exceeds training.learning_rate "
@@ -560,6 +574,24 @@ def validate(config: Config) -> Config:
                 f"({t.restart_learning_rate})"
             )
     return config
+
+
+def _check_heads(config: Config) -> None:
+    """Candidate channel heads are trained by the clustering objectives and kept by
+    their stability under `loss.augment`: both must be there."""
+    enc, epochs = config.model.encoder, config.training.epochs
+    if enc.heads == 1:
+        return
+    if enc.head_selection_epoch >= epochs:
+        raise ConfigError(
+            f"model.encoder.head_selection_epoch: {enc.head_selection_epoch} must be below "
+            f"training.epochs ({epochs})"
+        )
+    if not augmenting_objectives_on(config.loss):
+        raise ConfigError(
+            f"model.encoder.heads: {enc.heads} candidate heads need a clustering objective "
+            f"that reads an augmented view to train them ({augmenting_objectives_state(config.loss)})"
+        )
 
 
 def _check_views(config: Config) -> None:

@@ -103,17 +103,55 @@ def test_pca_2d():
     np.testing.assert_allclose(same, pts[:, :2])
 
 
-def test_training_curves_from_csv(tmp_path):
-    csv_path = tmp_path / "history.csv"
-    keys = ["epoch"] + list(HISTORY)
-    rows = [",".join(keys)] + [
-        ",".join([str(i)] + [str(HISTORY[k][i]) for k in HISTORY]) for i in range(3)
-    ]
-    csv_path.write_text("\n".join(rows) + "\n")
-    h = load_history(csv_path)
-    assert h["epoch"] == [0.0, 1.0, 2.0] and h["val_loss"] == HISTORY["val_loss"]
-    path = plot_training_curves(csv_path, tmp_path / "curves.png")
+def _curve_xs(monkeypatch, history, tmp_path) -> dict[str, list[float]]:
+    """The x values of every line `plot_training_curves` draws, by panel title and label."""
+    from kmixvae.viz import figures
+
+    drawn = {}
+    save = figures._save
+
+    def record(fig, path):  # _save clears the figure: read it first
+        for ax in fig.axes:
+            for line in ax.lines:
+                drawn[f"{ax.get_title()}/{line.get_label()}"] = list(line.get_xdata())
+        return save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", record)
+    path = figures.plot_training_curves(history, tmp_path / "curves.png")
     assert path.stat().st_size > 2000
+    return drawn
+
+
+def test_training_curves_put_each_value_at_its_epoch(tmp_path, monkeypatch):
+    """history.csv as fit writes it (HistoryWriter: epoch from 1): epoch e is drawn at e."""
+    from kmixvae.training.callbacks import HistoryWriter
+
+    csv_path = tmp_path / "history.csv"
+    writer = HistoryWriter(csv_path)
+    for epoch in range(3):  # Keras counts epochs from 0 in on_epoch_end
+        writer.on_epoch_end(epoch, {k: v[epoch] for k, v in HISTORY.items()})
+    h = load_history(csv_path)
+    assert h["epoch"] == [1.0, 2.0, 3.0] and h["val_loss"] == HISTORY["val_loss"]
+    drawn = _curve_xs(monkeypatch, csv_path, tmp_path)
+    assert drawn["loss/train"] == [1.0, 2.0, 3.0]
+    assert drawn["loss/validation"] == [1.0, 2.0, 3.0]
+    assert drawn["kl_z/train"] == [1.0, 2.0, 3.0]
+
+
+def test_training_curves_of_a_keras_history_start_at_epoch_one(tmp_path, monkeypatch):
+    drawn = _curve_xs(monkeypatch, HISTORY, tmp_path)  # no epoch column: epochs 1, 2, 3
+    assert drawn["loss/train"] == [1.0, 2.0, 3.0]
+
+
+def test_training_curves_leave_out_what_was_not_recorded():
+    from kmixvae.viz.figures import training_curves_figure
+
+    fig = training_curves_figure(HISTORY)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["loss", "recon", "kl_z", "kl_c", "usage_entropy"]  # no nelbo, no accuracy
+    assert training_curves_figure({"epoch": [1.0], "other": [2.0]}) is None
+    with pytest.raises(ValueError, match="records none of"):
+        plot_training_curves({"other": [2.0]}, "unused.png")
 
 
 def test_channel_samples_rows_show_their_share(tmp_path, monkeypatch):

@@ -231,8 +231,8 @@ def test_write_image_summaries(model, data, tmp_path):
     width, height, png = recon.tensor_proto.string_val[:3]
     img = Image.open(io.BytesIO(png))
     assert img.size == (int(width), int(height))
-    # 4 rows of original | reconstruction | sigma, 28 px tiles with 1 px gaps.
-    assert img.size == (3 * 29 - 1, 4 * 29 - 1)
+    # Rows of originals, reconstructions, sigma; 4 images across; 28 px tiles, 1 px gaps.
+    assert img.size == (4 * 29 - 1, 3 * 29 - 1)
     sample = acc.Tensors("samples/channel_0")[0].tensor_proto.string_val
     assert Image.open(io.BytesIO(sample[2])).size == (2 * 29 - 1, 2 * 29 - 1)
     scalar = acc.Tensors("eval/nelbo")[0]

@@ -61,17 +61,45 @@ def test_card_holds_data_command_config_versions_and_metrics(shipped):
     assert "- validation: `test` (48 images" in card
     assert "- command: `kmixvae fit --tiny`" in card
     assert "keras 3." in card and "backend " in card and "- date: " in card
-    for label in (
-        "clustering accuracy (1-to-1)",
-        "specialised channels",
-        "reconstruction MSE",
-        "IWAE log p(x) (nats)",
-        "negative ELBO (nats)",
+    for kind, label in (
+        ("clustering", "accuracy (1-to-1)"),
+        ("clustering", "specialised channels"),
+        ("likelihood", "reconstruction MSE"),
+        ("likelihood", "IWAE log p(x) (nats)"),
+        ("likelihood", "negative ELBO (nats)"),
+        ("generation", "judge accuracy on these images"),
     ):
-        assert f"| {label} | " in card
-    assert "Evaluation on 48 images" in card  # what kmixvae evaluate prints
+        assert f"| {kind} | {label} | " in card
+    assert "48 images of `test`" in card
+    assert "| channel | status | images | usage | purity |" in card  # what each channel holds
+    assert len([line for line in card.splitlines() if line.startswith("| 1 | ")]) == 1
     config = json.loads(card.split("```json\n", 1)[1].split("```", 1)[0])
     assert config["name"] == "smoke" and config["training"]["epochs"] == 1
+
+
+def test_card_lists_each_figure_once(shipped):
+    """evaluate reports the judge's accuracy, the sample consistency and the reconstruction
+    MSE at the top level and again under `generation`: the card shows each once."""
+    card = shipped["card"].read_text()
+    table = card.split("| kind | metric | value |", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split(" | ")[1] for line in table.splitlines()[2:]]
+    assert rows and len(rows) == len(set(rows)), rows
+    for figure in ("judge accuracy on these images", "sample consistency", "reconstruction MSE"):
+        assert rows.count(figure) == 1, figure
+    for repeated in ("generation.judge_accuracy", "generation.sample_consistency", "elbo_log_px"):
+        assert repeated not in card, repeated
+    assert "Evaluation on" not in card  # evaluate's printout repeats every figure: not copied
+
+
+def test_metric_rows_show_an_unknown_number_once_under_its_key():
+    ship = load_app("ship_model")
+    metrics = {"accuracy": 0.5, "new_score": 1.25, "seed": 3, "generation": {"extra": 2.0}}
+    rows = ship.metric_rows(metrics)
+    assert rows == [
+        "| clustering | accuracy (1-to-1) | 50.00% |",
+        "| other | new_score | 1.25 |",
+        "| other | generation.extra | 2 |",
+    ]
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):

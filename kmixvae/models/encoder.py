@@ -1,4 +1,4 @@
-"""The encoder q(c|x) q(z|x,c): a convolutional trunk and two heads."""
+"""The encoder q(c|x) q(z|x,c): a convolutional trunk, channel heads and latent heads."""
 
 from __future__ import annotations
 
@@ -25,15 +25,21 @@ class Encoder(keras.layers.Layer):
         batch_norm_momentum: float. Momentum of the moving statistics (with few
             steps per epoch, 0.9 keeps evaluation-mode statistics current).
         batch_norm: bool. Batch-normalise the trunk (conv/dense without bias, then BN, then ReLU).
+        heads: int. Candidate channel heads on the trunk (1: just the channel head).
+            The extra heads are trained beside the first one until a head is
+            chosen (`MixtureVAE.select_head` copies the chosen head into the
+            first); q(c|x) is always the first head's.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
         x: `(B, H, W, C)` images in [0, 1].
         training: bool.
         detach_latents: bool. Stop the latent heads' gradient into the trunk.
+        all_heads: bool. Return every candidate head's logits, `(B, heads, K)`.
 
     Returns:
-        `(logits, mu, log_var)` with shapes `(B, K)`, `(B, K or 1, d)`, `(B, K or 1, d)`.
+        `(logits, mu, log_var)` with shapes `(B, K)` (`(B, heads, K)` with
+        `all_heads`), `(B, K or 1, d)`, `(B, K or 1, d)`.
 
     Example:
 
@@ -52,6 +58,7 @@ class Encoder(keras.layers.Layer):
         dense_units=256,
         batch_norm=False,
         batch_norm_momentum=0.99,
+        heads=1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -64,6 +71,9 @@ class Encoder(keras.layers.Layer):
         self.dense_units = int(dense_units)
         self.batch_norm = bool(batch_norm)
         self.batch_norm_momentum = float(batch_norm_momentum)
+        self.heads = int(heads)
+        if self.heads < 1:
+            raise ValueError(f"Encoder heads: {heads} must be at least 1")
         act = None if self.batch_norm else "relu"
         self.convs = [
             keras.layers.Conv2D(
@@ -90,6 +100,10 @@ class Encoder(keras.layers.Layer):
             else []
         )
         self.channel_logits = keras.layers.Dense(self.num_channels, name="channel_logits")
+        self.candidate_logits = [
+            keras.layers.Dense(self.num_channels, name=f"channel_logits_{i}")
+            for i in range(1, self.heads)
+        ]
         heads = self.num_channels if layout == "decentralized" else 1
         self._heads = heads
         self.mu_head = keras.layers.Dense(heads * self.latent_dim, name="mu")
@@ -109,7 +123,7 @@ class Encoder(keras.layers.Layer):
         shape = (shape[0], self.dense_units)
         if self.norms:
             self.norms[-1].build(shape)
-        for head in (self.channel_logits, self.mu_head, self.log_var_head):
+        for head in (self.channel_logits, *self.candidate_logits, self.mu_head, self.log_var_head):
             head.build(shape)
         self.built = True
 
@@ -125,9 +139,35 @@ class Encoder(keras.layers.Layer):
             h = ops.relu(self.norms[-1](h, training=training))
         return h
 
-    def call(self, x, training=False, detach_latents=False):
+    def head_logits(self, h):
+        """Every candidate head's channel logits `(B, heads, K)` from trunk features `h`."""
+        return ops.stack([head(h) for head in (self.channel_logits, *self.candidate_logits)], 1)
+
+    def copy_head(self, source: int, order=None) -> None:
+        """Makes the first channel head a copy of candidate head `source` (0-based).
+
+        Args:
+            source: int. The candidate head to copy.
+            order: optional sequence of K ints: channel `c` of the first head
+                becomes channel `order[c]` of the source (default: the same
+                channel), so that channel numbers the rest of the model has
+                learned can be kept.
+        """
+        if not 0 <= source < self.heads:
+            raise ValueError(f"head {source} is out of range 0..{self.heads - 1}")
+        order = list(range(self.num_channels)) if order is None else [int(c) for c in order]
+        if sorted(order) != list(range(self.num_channels)):
+            raise ValueError(f"order: {order} is not a permutation of 0..{self.num_channels - 1}")
+        src = self.channel_logits if source == 0 else self.candidate_logits[source - 1]
+        index = ops.convert_to_tensor(order, dtype="int32")
+        kernel = ops.take(src.kernel, index, axis=1)
+        bias = ops.take(src.bias, index, axis=0)
+        self.channel_logits.kernel.assign(kernel)
+        self.channel_logits.bias.assign(bias)
+
+    def call(self, x, training=False, detach_latents=False, all_heads=False):
         h = self.features(x, training=training)
-        logits = self.channel_logits(h)
+        logits = self.head_logits(h) if all_heads else self.channel_logits(h)
         if detach_latents:
             # The latent heads learn on the trunk's features without training the trunk.
             h = ops.stop_gradient(h)
@@ -146,6 +186,7 @@ class Encoder(keras.layers.Layer):
                 "dense_units": self.dense_units,
                 "batch_norm": self.batch_norm,
                 "batch_norm_momentum": self.batch_norm_momentum,
+                "heads": self.heads,
             }
         )
         return config

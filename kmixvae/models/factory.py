@@ -55,6 +55,7 @@ def build_model(config: Config, image_shape: tuple[int, int, int]) -> MixtureVAE
         dense_units=m.encoder.dense_units,
         batch_norm=m.encoder.batch_norm,
         batch_norm_momentum=m.encoder.batch_norm_momentum,
+        heads=m.encoder.heads,
         name="encoder",
     )
     decoder = Decoder(
@@ -87,6 +88,7 @@ def build_model(config: Config, image_shape: tuple[int, int, int]) -> MixtureVAE
         augmentation=ViewAugmentation(config.loss.augment.rotation, config.loss.augment.shift),
         active_channels=initial_channels(config),
         seed=config.seed,
+        head_selection_epoch=m.encoder.head_selection_epoch,
         name="mixture_vae",
     )
     model.build((None,) + image_shape)

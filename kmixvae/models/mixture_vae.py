@@ -72,6 +72,11 @@ class MixtureVAE(keras.Model):
         active_channels: list of int or None. Channels active at creation
             (None: all).
         seed: int. Seed of the reparameterisation noise (augmentation: seed + 1).
+        head_selection_epoch: int. With an encoder of several candidate channel
+            heads, the epoch (0-based) from which only the first head trains:
+            before it, every objective that is on trains every head (each
+            term the mean over the heads); at it, `select_head` puts the
+            chosen head first (see `kmixvae.training.head_selection`).
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -95,6 +100,7 @@ class MixtureVAE(keras.Model):
         augmentation=None,
         active_channels=None,
         seed=0,
+        head_selection_epoch=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -120,6 +126,13 @@ class MixtureVAE(keras.Model):
         self.augmentation = augmentation
         self.decode_in_training = self.elbo.start_epoch == 0
         self.seed = int(seed)
+        self.head_selection_epoch = int(head_selection_epoch)
+        if encoder.heads > 1 and self.head_selection_epoch < 1:
+            raise ValueError(
+                f"head_selection_epoch: {head_selection_epoch} must be at least 1 with "
+                f"{encoder.heads} candidate channel heads"
+            )
+        self.candidate_heads_on = encoder.heads > 1
         self.augment_seed = keras.random.SeedGenerator(self.seed + 1)
         if active_channels is None:
             active_channels = list(range(self.num_channels))
@@ -199,15 +212,32 @@ class MixtureVAE(keras.Model):
 
     # ------------------------------------------------------------------ forward
 
-    def _posteriors(self, x, training=False):
+    def _posteriors(self, x, training=False, all_heads=False):
+        """q(c|x) `(B, K)` (every candidate head's, `(B, heads, K)`, with `all_heads`)."""
         logits, mu, log_var = self.encoder(
-            x, training=training, detach_latents=not self.elbo.assignment_gradient
+            x,
+            training=training,
+            detach_latents=not self.elbo.assignment_gradient,
+            all_heads=all_heads,
         )
         logits = ops.cast(logits, "float32")
         mask = ops.cast(self.channel_mask, "bool")
-        masked = ops.where(mask[None, :], logits, ops.full_like(logits, -1e9))
-        q = ops.softmax(masked, axis=-1) * ops.cast(mask, "float32")[None, :]
+        masked = ops.where(mask, logits, ops.full_like(logits, -1e9))
+        q = ops.softmax(masked, axis=-1) * ops.cast(mask, "float32")
         return q, ops.cast(mu, "float32"), ops.cast(log_var, "float32")
+
+    def select_head(self, head: int, order=None) -> None:
+        """Puts candidate channel head `head` first and trains only it from now on.
+
+        `order` renumbers its channels (see `Encoder.copy_head`). Like
+        `set_active_channels`, call it between epochs through the model that
+        `fit` trains.
+        """
+        self.encoder.copy_head(int(head), order)
+        if self.candidate_heads_on:
+            self.candidate_heads_on = False
+            if getattr(self, "train_function", None) is not None:
+                self.make_train_function(force=True)
 
     def _select(self, t, channels):
         """Picks the given channels of a `(B, K or 1, d)` posterior tensor."""
@@ -223,6 +253,10 @@ class MixtureVAE(keras.Model):
         the model that `fit` trains (see `TermSchedule`).
         """
         changed = False
+        candidates = self.encoder.heads > 1 and epoch < self.head_selection_epoch
+        if candidates != self.candidate_heads_on:
+            self.candidate_heads_on = candidates
+            changed = True
         decode = epoch >= self.elbo.start_epoch
         if decode != self.decode_in_training:
             self.decode_in_training = decode
@@ -270,16 +304,25 @@ class MixtureVAE(keras.Model):
             self.augmentation(ops.cast(images[name], "float32"), self.augment_seed)
             for name in wanted
         ]
+        candidates = training and self.candidate_heads_on
         q_all, mu, log_var = self._posteriors(
-            ops.concatenate(views, axis=0) if len(views) > 1 else x, training
+            ops.concatenate(views, axis=0) if len(views) > 1 else x, training, candidates
         )
-        q, mu, log_var = q_all[:batch], mu[:batch], log_var[:batch]
-        q_views = {"x": q}
+        # With candidate heads, each view holds every head's posteriors, (B, heads, K).
+        q_views = {"x": q_all[:batch]}
         for i, name in enumerate(wanted, start=1):
             q_views[name] = q_all[i * batch : (i + 1) * batch]
+        q, mu, log_var = q_views["x"], mu[:batch], log_var[:batch]
+        if candidates:
+            q = q[:, 0]
         q_elbo = q if self.elbo.assignment_gradient else ops.stop_gradient(q)
         kl_c = self.prior.kl_c(q_elbo, self.channel_mask)
-        out = {"q": q, "q_active": ops.take(q_elbo, idx, axis=1), "kl_c": kl_c, "views": q_views}
+        out = {
+            "q": q,
+            "q_active": ops.take(q_elbo, idx, axis=1),
+            "kl_c": kl_c,
+            "views": q_views,
+        }
         if training and not self.decode_in_training:
             zeros = ops.zeros((batch, k), "float32")
             return {**out, "nll": zeros, "kl_z": zeros}
@@ -342,7 +385,7 @@ class MixtureVAE(keras.Model):
         for objective in self.objectives:
             if not objective.active or any(v not in terms["views"] for v in objective.views):
                 continue  # its metrics log 0 (see compute_loss)
-            term, metrics = objective.term(terms["views"])
+            term, metrics = self._objective_term(objective, terms["views"])
             loss = loss + objective.weight * term
             out.update(metrics)
         out.update(
@@ -358,6 +401,18 @@ class MixtureVAE(keras.Model):
             }
         )
         return out
+
+    @staticmethod
+    def _objective_term(objective, views):
+        """An objective's term and metrics: on `(B, K)` views, or the mean over the
+        candidate heads of `(B, heads, K)` views."""
+        if len(views["x"].shape) == 2:
+            return objective.term(views)
+        heads = views["x"].shape[1]
+        parts = [objective.term({name: v[:, h] for name, v in views.items()}) for h in range(heads)]
+        term = ops.mean(ops.stack([t for t, _ in parts]))
+        metrics = {m: ops.mean(ops.stack([p[1][m] for p in parts])) for m in parts[0][1]}
+        return term, metrics
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         parts = self.loss_terms(y_pred)
@@ -388,6 +443,10 @@ class MixtureVAE(keras.Model):
                 x_in = keras.Input(self.decoder.image_shape, name="x")
                 logits, mu, log_var = self.encoder(x_in)
                 cache.models[name] = keras.Model(x_in, [logits, mu, log_var])
+            elif name == "heads":
+                x_in = keras.Input(self.decoder.image_shape, name="x")
+                h = self.encoder.features(x_in)
+                cache.models[name] = keras.Model(x_in, self.encoder.head_logits(h))
             elif name == "features":
                 x_in = keras.Input(self.decoder.image_shape, name="x")
                 cache.models[name] = keras.Model(x_in, self.encoder.features(x_in))
@@ -442,6 +501,16 @@ class MixtureVAE(keras.Model):
         mu = np.broadcast_to(mu, (len(x), k, self.latent_dim)).astype("float32")
         var = np.exp(np.broadcast_to(log_var, (len(x), k, self.latent_dim))).astype("float32")
         return {"q": q, "mu": mu, "var": var, "channel": q.argmax(axis=1).astype("int64")}
+
+    def head_channels(self, x, batch_size: int = 512) -> np.ndarray:
+        """argmax q(c|x) of every candidate channel head: int64 `(heads, N)`.
+
+        Locked channels are never chosen; head 0 is the one `encode` reads.
+        """
+        (logits,) = self._run("heads", [np.asarray(x, dtype="float32")], batch_size)
+        mask = np.asarray(ops.convert_to_numpy(self.channel_mask)) > 0.5
+        logits = np.where(mask[None, None], logits, -np.inf)
+        return np.moveaxis(logits.argmax(axis=-1), 1, 0).astype("int64")
 
     def features(self, x, batch_size: int = 512) -> np.ndarray:
         """The encoder trunk's `(N, dense_units)` features of images in [0, 1]."""
@@ -541,6 +610,7 @@ class MixtureVAE(keras.Model):
             "objectives": {o.section: o.get_config() for o in self.objectives},
             "augmentation": self.augmentation.get_config(),
             "encoder_batch_norm": self.encoder.batch_norm,
+            "channel_heads": self.encoder.heads,
         }
         if hasattr(head, "sigma_min"):
             info["sigma_bounds"] = [head.sigma_min, head.sigma_max]
@@ -569,6 +639,7 @@ class MixtureVAE(keras.Model):
                 "augmentation": self.augmentation.get_config(),
                 "active_channels": list(self._active),
                 "seed": self.seed,
+                "head_selection_epoch": self.head_selection_epoch,
             }
         )
         return config

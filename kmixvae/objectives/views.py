@@ -13,7 +13,7 @@ from kmixvae.config_fields import Switch, option
 from kmixvae.objectives.base import AUGMENTED_VIEWS, OBJECTIVES
 
 
-def _augmenting_objectives_on(loss) -> bool:
+def augmenting_objectives_on(loss) -> bool:
     return any(
         getattr(loss, name).weight != 0
         for name, cls in OBJECTIVES.items()
@@ -21,7 +21,7 @@ def _augmenting_objectives_on(loss) -> bool:
     )
 
 
-def _augmenting_objectives_state(loss) -> str:
+def augmenting_objectives_state(loss) -> str:
     names = [
         f"loss.{name}.weight"
         for name, cls in OBJECTIVES.items()
@@ -36,9 +36,9 @@ class AugmentConfig:
 
     SWITCH: ClassVar[Switch] = Switch(
         key="/loss",
-        is_on=_augmenting_objectives_on,
+        is_on=augmenting_objectives_on,
         when="an objective that reads an augmented view is on",
-        state=_augmenting_objectives_state,
+        state=augmenting_objectives_state,
     )
     rotation: float = option(15.0, lo=0.0, hi=180.0, doc="degrees, +- (augmented views)")
     shift: float = option(0.1, lo=0.0, hi=0.5, doc="fraction of the size, +- (augmented views)")

@@ -34,6 +34,7 @@ from kmixvae.training import resume as resume_lib
 from kmixvae.training.channel_pruning import ChannelPruning
 from kmixvae.training.curriculum import ChannelCurriculum
 from kmixvae.training.distribution import configure_distribution
+from kmixvae.training.head_selection import HeadSelection
 from kmixvae.training.optimizers import make_optimizer
 from kmixvae.utils.files import atomic_write_text
 from kmixvae.utils.images import as_float_images
@@ -200,6 +201,8 @@ def _callbacks(config, data, path, state, log, full_output):
         settings = {k: v for k, v in dataclasses.asdict(config.pruning).items() if k != "enabled"}
         gate.pruning = ChannelPruning(data.train_images, **settings, log=log)
         callbacks.append(gate.pruning)
+    if config.model.encoder.heads > 1:
+        callbacks.append(HeadSelection(data.train_images, seed=config.seed, log=log))
     callbacks.append(cb.TermSchedule())
     if config.training.restart_epoch > 0:
         callbacks.append(cb.OptimizerRestart(config.training.restart_epoch))
@@ -315,6 +318,9 @@ def _finish(config, model, data, callbacks, wall, path, log) -> RunResult:
     curriculum = checkpointer.gate.curriculum
     if curriculum is not None:
         metrics["unlock_events"] = curriculum.events
+    selection = next((c for c in callbacks if isinstance(c, HeadSelection)), None)
+    if selection is not None and selection.events:
+        metrics["head_selection"] = selection.events[0]
     pruning = checkpointer.gate.pruning
     if pruning is not None:
         metrics["pruning_events"] = pruning.events

@@ -1,7 +1,10 @@
 """PNG figures of a trained `MixtureVAE`: latents, channels, samples, manifolds, curves.
 
 Figures are drawn on `matplotlib.figure.Figure` objects rendered by Agg
-(no pyplot state, no GUI, nothing left open), and written atomically.
+(no pyplot state, no GUI, nothing left open), and written atomically; the
+report page embeds the same figures (`figure_png`). What the model draws
+(prior samples, reconstructions) comes from `viz/pictures.py`, tiling from
+`viz/grids.py`, so `visualize`, the report and TensorBoard show one thing.
 Images are streamed through the model in batches; point clouds keep at
 most `max_points` images (a seeded random subsample); only per-image
 scalars (channel, confidence) are kept for the whole set. Latents with
@@ -25,6 +28,7 @@ paths = make_all_figures(model, x_test, y_test, "runs/demo/figures",
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,15 +38,24 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from kmixvae.evaluation.metrics import channel_report
 from kmixvae.models.mixture_vae import LOSS_TERMS
 from kmixvae.utils.files import atomic_write
 from kmixvae.utils.images import as_float_images
 from kmixvae.viz.grids import image_grid
+from kmixvae.viz.pictures import channel_samples, reconstructions
 
 LABEL_CMAP = colormaps["tab10"]
-CURVE_KEYS = LOSS_TERMS
+# Training curves: every loss term, the held-out clustering accuracy and the channel count.
+CURVE_KEYS = (*LOSS_TERMS, "cluster_acc", "active_channels")
+CURVE_TITLES = {
+    "nelbo": "-ELBO (nats)",
+    "cluster_acc": "clustering accuracy",
+    "active_channels": "active channels",
+}
+CURVE_UNITS = {"loss": "loss", "cluster_acc": "accuracy", "active_channels": "channels"}
 
 
 # ---------------------------------------------------------------------------
@@ -64,6 +77,7 @@ class LatentSummary:
         index: `(M,)` indices of the subsampled images (M <= max_points).
         points: `(M, d)` posterior mean of each subsampled image in its chosen channel.
         report: `channel_report` of the whole set.
+        soft_usage: `(K,)` mean q(c|x) over the whole set.
     """
 
     num_channels: int
@@ -75,6 +89,7 @@ class LatentSummary:
     index: np.ndarray
     points: np.ndarray
     report: dict
+    soft_usage: np.ndarray
 
     @property
     def point_channel(self) -> np.ndarray:
@@ -116,6 +131,7 @@ def collect_latents(
     keep = np.sort(rng.choice(n, size=min(n, int(max_points)), replace=False))
     channel = np.empty((n,), np.int64)
     confidence = np.empty((n,), np.float64)
+    q_sum = np.zeros((model.num_channels,), np.float64)
     points = np.empty((len(keep), model.latent_dim), np.float32)
     from kmixvae.utils.progress import track
 
@@ -124,6 +140,7 @@ def collect_latents(
         b = enc["channel"].shape[0]
         channel[lo : lo + b] = enc["channel"]
         confidence[lo : lo + b] = enc["q"].max(axis=1)
+        q_sum += enc["q"].sum(axis=0)
         sel = np.nonzero((keep >= lo) & (keep < lo + b))[0]
         local = keep[sel] - lo
         points[sel] = enc["mu"][local, enc["channel"][local]]
@@ -140,6 +157,7 @@ def collect_latents(
         index=keep,
         points=points,
         report=report,
+        soft_usage=q_sum / max(n, 1),
     )
 
 
@@ -223,6 +241,23 @@ def _save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     return path
 
 
+def figure_png(fig: Figure, dpi: int = 80) -> bytes:
+    """A figure as PNG bytes (for pages that embed it); the figure is cleared."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.clear()
+    return buf.getvalue()
+
+
+def _cloud(ax, points: np.ndarray, labels: np.ndarray, size: float = 4) -> None:
+    """One channel's latent means on its first two PCA axes, coloured by label."""
+    if len(points):
+        xy = pca_2d(points)[0]
+        ax.scatter(xy[:, 0], xy[:, 1], s=size, c=[_label_color(v) for v in labels], alpha=0.7)
+    else:
+        ax.text(0.5, 0.5, "no images", ha="center", va="center", transform=ax.transAxes)
+
+
 def _channel_title(report: dict, c: int) -> str:
     ch = report["channels"][c]
     pur = "-" if ch["purity"] is None else f"{ch['purity']:.2f}"
@@ -252,11 +287,7 @@ def plot_channel_latents_grid(summary: LatentSummary, path: str | Path) -> Path:
     for i, c in enumerate(chans):
         ax = fig.add_subplot(rows, cols, i + 1)
         own = pc == c
-        xy = pca_2d(summary.points[own])[0]
-        if own.any():
-            ax.scatter(xy[:, 0], xy[:, 1], s=4, c=[_label_color(v) for v in pl[own]], alpha=0.7)
-        else:
-            ax.text(0.5, 0.5, "no images", ha="center", va="center", transform=ax.transAxes)
+        _cloud(ax, summary.points[own], pl[own])
         ax.set_title(_channel_title(summary.report, c) + _pca_note(d), fontsize=8)
         ax.set_xlabel("PC 1" if d > 2 else "z1", fontsize=7)
         ax.set_ylabel("PC 2" if d > 2 else "z2", fontsize=7)
@@ -274,6 +305,26 @@ def plot_channel_latents_grid(summary: LatentSummary, path: str | Path) -> Path:
     )
     fig.subplots_adjust(right=1 - 1.0 / (3.2 * cols + 1.2), hspace=0.45, wspace=0.3)
     return _save(fig, path)
+
+
+def channel_cloud_figure(summary: LatentSummary, channel: int) -> Figure:
+    """A small figure of one channel's panel of `plot_channel_latents_grid` (the report's row).
+
+    Args:
+        summary: from `collect_latents`.
+        channel: int. The channel.
+
+    Returns:
+        The figure (1.7 x 1.7 inches, no axis ticks).
+    """
+    own = summary.point_channel == channel
+    fig = Figure(figsize=(1.7, 1.7))
+    ax = fig.add_subplot(1, 1, 1)
+    _cloud(ax, summary.points[own], summary.point_label[own], size=3)
+    ax.set_title(f"{int(own.sum())} images" + _pca_note(summary.latent_dim), fontsize=7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig
 
 
 def plot_latent_spaces(summary: LatentSummary, path: str | Path) -> Path:
@@ -474,10 +525,10 @@ def plot_reconstructions(
     Returns:
         The path written.
     """
-    x = as_float_images(np.asarray(images)[:n])
+    rec = reconstructions(model, np.asarray(images)[:n], batch_size=batch_size)
+    x = rec["original"]
     n = x.shape[0]
-    rec = model.reconstruct(x, batch_size=batch_size)
-    has_sigma = "sigma" in rec and not hasattr(model.decoder.head, "fixed_sigma")
+    has_sigma = "sigma" in rec
     rows = 3 if has_sigma else 2
     fig = Figure(figsize=(1.2 * n + 1.2, 1.35 * rows + 0.6))
     smax = float(rec["sigma"].max()) if has_sigma else 1.0
@@ -535,10 +586,10 @@ def plot_channel_samples(
     rows = len(chans)
     by_channel = {ch["channel"]: ch for ch in (generation or {}).get("channels", [])}
     fig = Figure(figsize=(1.0 * n_per_channel + 1.4, 1.0 * rows + 0.8))
+    samples = channel_samples(model, n_per_channel, seed=seed)
     for r, c in enumerate(chans):
-        out = model.sample(n_per_channel, channel=c, seed=seed + c)
         ax = fig.add_subplot(rows, 1, r + 1)
-        _show(ax, image_grid(out["mean"], 1, n_per_channel, pad=1))
+        _show(ax, image_grid(samples[c], 1, n_per_channel, pad=1))
         label = f"ch {c}" + _share_label(by_channel.get(c, {}))
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     title = "Mean images of samples z ~ p(z|c) from each active channel (one row each)"
@@ -633,38 +684,84 @@ def load_history(history) -> dict[str, list[float]]:
     return out
 
 
-def plot_training_curves(history, path: str | Path, keys: Sequence[str] = CURVE_KEYS) -> Path:
-    """Training (solid) and validation (dashed) curves of the loss and each term.
+def curve_epochs(history: Mapping[str, list], length: int) -> np.ndarray:
+    """The epoch of each of `length` history values, counted from 1.
+
+    `history.csv` (written by `HistoryWriter`) holds the completed epoch from
+    1, so its `epoch` column is used as it is; a Keras `History` has no
+    such column, and its values are epochs 1, 2, ...
+    """
+    epochs = np.asarray(history.get("epoch", []), np.float64)
+    if epochs.size >= length:
+        return epochs[:length]
+    return np.arange(1, length + 1, dtype=np.float64)
+
+
+def training_curves_figure(
+    history, keys: Sequence[str] = CURVE_KEYS, max_cols: int = 3
+) -> Figure | None:
+    """Training (solid) and validation (dashed) curves, one panel per recorded key.
 
     Args:
         history: anything `load_history` reads.
-        path: PNG to write (`core/training_curves.png`).
+        keys: metric names, one panel each (`val_<name>` is the validation
+            curve); keys the history does not hold are left out.
+        max_cols: int. Panels per row.
+
+    Returns:
+        The figure, or None when the history holds none of `keys`.
+    """
+    h = load_history(history)
+    panels = [
+        k for k in keys if any(np.isfinite(h.get(name, [])).any() for name in (k, f"val_{k}"))
+    ]
+    if not panels:
+        return None
+    rows, cols = _grid_shape(len(panels), max_cols=max_cols)
+    height = 2.8 * rows + 0.6
+    fig = Figure(figsize=(3.6 * cols, height))
+    for i, key in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for name, style, label in ((key, "-", "train"), (f"val_{key}", "--", "validation")):
+            ys = np.asarray(h.get(name, []), np.float64)
+            if ys.size and np.isfinite(ys).any():
+                marker = "." if ys.size < 30 else None
+                ax.plot(curve_epochs(h, ys.size), ys, style, marker=marker, label=label)
+        if key == "cluster_acc":
+            ax.set_ylim(0, 1)
+        if key == "active_channels":  # a count: from 0, whole ticks
+            top = max(float(np.nanmax(line.get_ydata())) for line in ax.lines)
+            ax.set_ylim(0, top + 0.5)
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(CURVE_TITLES.get(key, key), fontsize=10)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel(CURVE_UNITS.get(key, "nats"), fontsize=8)
+        ax.tick_params(labelsize=7)
+        if len(ax.lines) > 1:
+            ax.legend(fontsize=7)
+    fig.suptitle("Training curves (solid: train, dashed: validation)", fontsize=10)
+    fig.subplots_adjust(top=1 - 0.6 / height, hspace=0.55, wspace=0.35)
+    return fig
+
+
+def plot_training_curves(history, path: str | Path, keys: Sequence[str] = CURVE_KEYS) -> Path:
+    """Writes `training_curves_figure` (`core/training_curves.png`).
+
+    Args:
+        history: anything `load_history` reads.
+        path: PNG to write.
         keys: metric names, one panel each (`val_<name>` is the validation curve).
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: the history holds none of `keys`.
     """
-    h = load_history(history)
-    rows, cols = _grid_shape(len(keys), max_cols=3)
-    fig = Figure(figsize=(4.2 * cols, 3.2 * rows + 0.5))
-    for i, key in enumerate(keys):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        drawn = False
-        for name, style, label in ((key, "-", "train"), (f"val_{key}", "--", "val")):
-            if name in h and len(h[name]):
-                ys = np.asarray(h[name], np.float64)
-                xs = np.asarray(h.get("epoch", range(len(ys))), np.float64)[: len(ys)] + 1
-                ax.plot(xs, ys, style, marker="." if len(ys) < 30 else None, label=label)
-                drawn = True
-        if drawn:
-            ax.legend(fontsize=8)
-        else:
-            ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(key)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("nats" if key != "loss" else "loss")
-    fig.suptitle("Training curves (solid: train, dashed: validation)")
-    fig.subplots_adjust(hspace=0.45, wspace=0.3)
+    fig = training_curves_figure(history, keys)
+    if fig is None:
+        raise ValueError(f"training curves: the history records none of {', '.join(keys)}")
     return _save(fig, path)
 
 
@@ -686,7 +783,7 @@ def make_all_figures(
         labels: `(N,)` true labels.
         out_dir: the figures folder; `core/` and `mixture/` are made inside.
         history: optional Keras history (object, dict or CSV path) for the
-            training curves (skipped when None).
+            training curves (skipped when None or when it records no curve).
         max_points: int. Cap on the points of each point cloud.
         batch_size: int. Images per encoder/decoder batch.
         generation: optional `generation_metrics` result, shown in the row
@@ -714,14 +811,19 @@ def make_all_figures(
         plot_channel_usage(summary, out / "mixture" / "channel_usage.png"),
         plot_channel_confusion(summary, out / "mixture" / "channel_confusion.png"),
     ]
-    if history is not None:
-        paths.append(plot_training_curves(history, out / "core" / "training_curves.png"))
+    curves = None if history is None else training_curves_figure(history)
+    if curves is not None:
+        paths.append(_save(curves, out / "core" / "training_curves.png"))
     return paths
 
 
 __all__ = [
+    "CURVE_KEYS",
     "LatentSummary",
+    "channel_cloud_figure",
     "collect_latents",
+    "curve_epochs",
+    "figure_png",
     "load_history",
     "make_all_figures",
     "pca_2d",
@@ -734,4 +836,5 @@ __all__ = [
     "plot_latent_spaces",
     "plot_reconstructions",
     "plot_training_curves",
+    "training_curves_figure",
 ]

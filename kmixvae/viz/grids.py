@@ -1,7 +1,8 @@
-"""Image grids saved as PNG (for the `sample` and `reconstruct` commands)."""
+"""Image grids: tiling, PNG bytes (the report page) and titled PNG files (`sample`, `reconstruct`)."""
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -30,6 +31,28 @@ def image_grid(
         r, col = divmod(i, cols)
         grid[r * (h + pad) : r * (h + pad) + h, col * (w + pad) : col * (w + pad) + w] = images[i]
     return grid
+
+
+def grid_png(grid: np.ndarray, scale: int = 1) -> bytes:
+    """A `(H, W, C)` image in [0, 1] (e.g. an `image_grid`) as PNG bytes, pixels enlarged.
+
+    Args:
+        grid: `(H, W, C)` floats; one channel is drawn grey, 3 or 4 as colour.
+        scale: int. Each pixel becomes a `scale x scale` block.
+
+    Returns:
+        The PNG file's bytes.
+    """
+    from matplotlib.image import imsave
+
+    grid = np.clip(np.asarray(grid, "float32"), 0.0, 1.0)
+    grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
+    buf = io.BytesIO()
+    if grid.shape[-1] == 1:
+        imsave(buf, grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0, format="png")
+    else:
+        imsave(buf, grid, format="png")
+    return buf.getvalue()
 
 
 def save_image_grid(

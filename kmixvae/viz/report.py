@@ -1,13 +1,17 @@
 """`write_report`: one self-contained HTML page that shows a run (or a model) at a glance.
 
-The page holds, in order: the headline numbers, every metric of the run's
-`metrics.json` (and of `eval_metrics.json` or a given metrics file), the
-training curves, one row per channel (status, usage, purity, the digit the
-one-to-one matching gives it, its majority digit, confidence, then any
-extra per-channel metric found in the metrics files, then samples from its
-prior and its latent cloud), reconstructions, and the config. Every figure
-is a PNG embedded as a base64 `data:` URI, so the one file can be mailed or
-opened anywhere.
+The page holds, in order: one line on what the model is and how it was
+trained, the summary cards, the channels (one row each: status, usage,
+purity, the label the one-to-one matching gives it, what it holds (its
+label mix), confidence, any extra per-channel metric found in the metrics
+files, samples from its prior and its latent cloud; then the channel x
+label table), reconstructions, the training curves, the metrics that
+matter grouped by kind (`viz/key_metrics.py`), every metric of the run's
+`metrics.json` (and of `eval_metrics.json` or a given metrics file) in a
+collapsed section, and the config. Every figure is drawn by the same
+functions as `kmixvae visualize`'s and TensorBoard's (`viz/figures.py`,
+`viz/pictures.py`, `viz/grids.py`) and embedded as a base64 `data:` PNG,
+so the one file can be mailed or opened anywhere.
 
 Per-channel metrics are found without code changes: any key of the
 `channels` list of a metrics file (e.g. `sample_consistency` added by
@@ -26,22 +30,30 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
-import math
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.figure import Figure
 
-from kmixvae.evaluation.evaluate import as_float_images
-from kmixvae.evaluation.metrics import channel_report, clustering_accuracy, contingency
+from kmixvae.evaluation.metrics import clustering_accuracy
 from kmixvae.runs.model_files import load_model_file
 from kmixvae.utils.files import atomic_write_text
-from kmixvae.viz.figures import channel_confusion_figure
+from kmixvae.utils.images import as_float_images
+from kmixvae.viz.figures import (
+    channel_cloud_figure,
+    channel_confusion_figure,
+    channel_label_counts,
+    collect_latents,
+    figure_png,
+    load_history,
+    training_curves_figure,
+)
+from kmixvae.viz.grids import grid_png, image_grid
+from kmixvae.viz.key_metrics import KINDS, format_value, key_metric_rows, lookup
+from kmixvae.viz.pictures import channel_samples, reconstruction_grid
 
 # Columns the channel table always shows; everything else per channel is "extra".
 BASE_CHANNEL_KEYS = (
@@ -52,90 +64,15 @@ BASE_CHANNEL_KEYS = (
     "soft_usage",
     "purity",
     "majority_label",
+    "matched_label",
     "confidence",
     "specialised",
 )
-CURVES = (
-    ("loss", "loss"),
-    ("nelbo", "-ELBO (nats)"),
-    ("val_cluster_acc", "held-out accuracy"),
-    ("active_channels", "active channels"),
-)
+CURVES = ("loss", "nelbo", "cluster_acc", "active_channels")
 MAX_REPORT_IMAGES = 2000
 SAMPLES_PER_CHANNEL = 8
-
-
-# ---------------------------------------------------------------------------
-# Figures (PNG bytes)
-# ---------------------------------------------------------------------------
-
-
-def _png_figure(fig: Figure, dpi: int = 80) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    fig.clear()
-    return buf.getvalue()
-
-
-def _png_images(images: np.ndarray, rows: int = 1, scale: int = 2) -> bytes:
-    """A strip or grid of `(N, H, W, C)` images in [0, 1] as one grey PNG, pixels enlarged."""
-    from matplotlib.image import imsave
-
-    images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
-    n, h, w, c = images.shape
-    cols = math.ceil(n / rows)
-    grid = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1, c), np.float32)
-    for i in range(n):
-        r, q = divmod(i, cols)
-        grid[r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = images[i]
-    grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
-    buf = io.BytesIO()
-    if c == 1:
-        imsave(buf, grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0, format="png")
-    else:
-        imsave(buf, grid, format="png")
-    return buf.getvalue()
-
-
-def _curves_png(history: Mapping[str, list]) -> bytes | None:
-    panels = [(k, t) for k, t in CURVES if k in history or f"val_{k}" in history]
-    if not panels:
-        return None
-    fig = Figure(figsize=(3.4 * len(panels), 2.6))
-    epochs = np.asarray(history.get("epoch", []), np.float64)
-    for i, (key, title) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        for name, style, label in ((key, "-", "train"), (f"val_{key}", "--", "validation")):
-            ys = np.asarray(history.get(name, []), np.float64)
-            if ys.size and np.isfinite(ys).any():
-                xs = epochs[: ys.size] if epochs.size >= ys.size else np.arange(1, ys.size + 1)
-                ax.plot(xs, ys, style, marker=".", label=label)
-        if key == "val_cluster_acc":
-            ax.set_ylim(0, 1)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("epoch", fontsize=8)
-        ax.tick_params(labelsize=7)
-        if len(ax.lines) > 1:
-            ax.legend(fontsize=7)
-    fig.subplots_adjust(wspace=0.35)
-    return _png_figure(fig)
-
-
-def _cloud_png(points: np.ndarray, labels: np.ndarray, title: str) -> bytes:
-    from kmixvae.viz.figures import pca_2d
-
-    fig = Figure(figsize=(2.3, 2.3))
-    ax = fig.add_subplot(1, 1, 1)
-    if len(points):
-        xy, _, _ = pca_2d(points)
-        cmap = colormaps["tab10"]
-        ax.scatter(xy[:, 0], xy[:, 1], s=3, c=[cmap(int(v) % 10) for v in labels], linewidths=0)
-    else:
-        ax.text(0.5, 0.5, "no images", ha="center", va="center", transform=ax.transAxes)
-    ax.set_title(title, fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    return _png_figure(fig, dpi=72)
+# A label shows in a channel's "what it holds" cell from this share of its images.
+LABEL_MIX_MIN_SHARE = 0.05
 
 
 def _uri(png: bytes) -> str:
@@ -165,28 +102,23 @@ def flatten_metrics(metrics: Mapping, prefix: str = "") -> list[tuple[str, objec
     return rows
 
 
-def format_value(value) -> str:
-    """A metric value as the page shows it (floats with 4 significant digits)."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:.4g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
-    return str(value)
-
-
-def extra_channel_columns(metric_sets: list[Mapping], num_channels: int) -> dict[str, list]:
+def extra_channel_columns(
+    metric_sets: list[Mapping], num_channels: int, known: Mapping[str, list] | None = None
+) -> dict[str, list]:
     """Per-channel metrics beyond the base columns, from any metrics dict.
 
     Finds (1) keys of `channels` entries other than `BASE_CHANNEL_KEYS`,
     (2) top-level lists of exactly K numbers, (3) top-level dicts keyed by
     channel index (`"0"`.. or `0`..), nested one level too (e.g.
-    `{"generation": {"sample_consistency": [...]}}`).
+    `{"generation": {"sample_consistency": [...]}}`). A column that repeats
+    the values of an earlier one or of a `known` column is left out: it is
+    the same figure under another name (e.g. `evaluate` writes each
+    channel's sample consistency in `channels` and in `generation.channels`).
+
+    Args:
+        metric_sets: metrics dicts.
+        num_channels: int. K.
+        known: columns the table shows already (name -> K values).
 
     Returns:
         dict of column name -> list of K values (None where missing).
@@ -230,20 +162,76 @@ def extra_channel_columns(metric_sets: list[Mapping], num_channels: int) -> dict
 
     for m in metric_sets:
         scan(m, "")
-    return columns
+    distinct: dict[str, list] = {}
+    seen = [list(v) for v in (known or {}).values()]
+    for name, values in columns.items():
+        if values not in seen:
+            distinct[name] = values
+            seen.append(values)
+    return distinct
 
 
-def matched_digits(labels: np.ndarray, channel: np.ndarray, num_channels: int) -> list:
-    """The label each channel gets under the best one-to-one matching (None if unmatched)."""
-    from scipy.optimize import linear_sum_assignment
+def column_label(key: str) -> str:
+    """A metrics key as a table header: words, not identifiers (`a.b_c` -> `b c (a)`)."""
+    *section, name = key.split(".")
+    label = name.replace("_", " ")
+    return f"{label} ({' '.join(section).replace('_', ' ')})" if section else label
 
-    counts, clusters, classes = contingency(labels, channel)
-    rows, cols = linear_sum_assignment(counts, maximize=True)
-    out = [None] * num_channels
-    for r, c in zip(rows, cols):
-        if counts[r, c] > 0:
-            out[int(clusters[r])] = classes[c].item()
-    return out
+
+def label_mix(counts: np.ndarray, classes: np.ndarray) -> str:
+    """The labels of one channel's images, largest share first (`4: 57%, 9: 38%`).
+
+    Labels under `LABEL_MIX_MIN_SHARE` of the channel are left out.
+    """
+    total = int(counts.sum())
+    if not total:
+        return "no images"
+    order = np.argsort(-counts, kind="stable")
+    parts = [
+        f"{classes[i].item()}: {counts[i] / total:.0%}"
+        for i in order
+        if counts[i] / total >= LABEL_MIX_MIN_SHARE
+    ]
+    return ", ".join(parts)
+
+
+def model_line(model, config: Mapping | None, fit_metrics: Mapping | None) -> str:
+    """One sentence: what the model is, and how it was trained (when the run says so).
+
+    Args:
+        model: a `MixtureVAE`.
+        config: the run's resolved config (`config.json`), or None for a model file.
+        fit_metrics: the run's `metrics.json`, or None.
+
+    Returns:
+        Plain text.
+    """
+    d = model.describe()
+    head = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", d["head"]).lower().replace("gaussian", "Gaussian")
+    what = (
+        f"A mixture of {d['num_channels']} VAEs ({len(d['active_channels'])} active) with "
+        f"{d['latent_dim']}-d latents, a {d['decoder_conditioning']}-conditioned decoder and "
+        f"a {head} head"
+    )
+    if "parameters" in d:
+        what += f", {d['parameters']:,} weights"
+    if not config:
+        return what + "; a model file records no training (a run folder's report shows it)."
+    data, training = config.get("data", {}), config.get("training", {})
+    epochs = lookup(fit_metrics or {}, "epochs")
+    seconds = lookup(fit_metrics or {}, "final.train_seconds")
+    how = (
+        f"trained without labels on {data.get('name', 'the data')} "
+        f"{data.get('train_split', '')!s} for {epochs or training.get('epochs', '?')} epochs"
+    )
+    if isinstance(seconds, (int, float)):
+        how += f" ({seconds:.0f} s)"
+    how += (
+        f" with {training.get('optimizer', '?')} at learning rate {training.get('learning_rate')}"
+    )
+    if data.get("val_split"):
+        how += f", validated on {data['val_split']}"
+    return f"{what}; {how}."
 
 
 # ---------------------------------------------------------------------------
@@ -253,22 +241,36 @@ def matched_digits(labels: np.ndarray, channel: np.ndarray, num_channels: int) -
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;
 max-width:1320px}
-h1{font-size:22px;margin-bottom:2px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
+h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
+h3{font-size:14px;margin:16px 0 6px}.lead{font-size:15px;margin:4px 0}
 .sub{color:#666;font-size:13px}table{border-collapse:collapse;font-size:13px}
-td,th{border:1px solid #ddd;padding:3px 7px;text-align:right;vertical-align:middle;
-max-width:460px;overflow-wrap:anywhere}
-th{background:#f3f3f3}td.k{text-align:left;font-family:monospace}
+td,th{border:1px solid #ddd;padding:3px 7px;text-align:right;vertical-align:middle}
+th{background:#f3f3f3;word-break:normal;overflow-wrap:normal;hyphens:none;vertical-align:bottom}
+th.short{white-space:nowrap}td.k{text-align:left}.t{text-align:left;white-space:nowrap}
+.scroll{overflow-x:auto;max-width:100%}
 .cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;
 padding:8px 14px;min-width:120px}.card b{display:block;font-size:20px}.card span{color:#666;
 font-size:12px}.spec{color:#1a7f37}.garb{color:#b35900}.lock{color:#888}
 pre{background:#f6f6f6;padding:10px;font-size:12px;overflow:auto;max-height:480px}
-details{margin:8px 0}img{image-rendering:pixelated;max-width:100%}
+details{margin:8px 0}summary{cursor:pointer;font-weight:600}
+img{image-rendering:pixelated;max-width:100%}
 .cols{display:flex;gap:18px;flex-wrap:wrap;align-items:flex-start}
+.cols th:first-child{text-align:left}
+.mono{font-family:monospace}
 """
+# Headers of at most this many characters never wrap; longer ones wrap between words.
+SHORT_HEADER = 16
 
 
 def _esc(value) -> str:
     return html.escape(str(value), quote=True)
+
+
+def _th(label: str, key: str | None = None, colspan: int = 1) -> str:
+    cls = " class='short'" if len(label) <= SHORT_HEADER else ""
+    title = f" title='{_esc(key)}'" if key and key != label else ""
+    span = f" colspan='{colspan}'" if colspan > 1 else ""
+    return f"<th{cls}{title}{span}>{_esc(label)}</th>"
 
 
 def _table(rows: list[tuple[str, object]], head=("metric", "value"), per_column: int = 32) -> str:
@@ -276,12 +278,10 @@ def _table(rows: list[tuple[str, object]], head=("metric", "value"), per_column:
     tables = []
     for lo in range(0, max(len(rows), 1), per_column):
         body = "".join(
-            f"<tr><td class='k'>{_esc(k)}</td><td>{_esc(format_value(v))}</td></tr>"
+            f"<tr><td class='k mono'>{_esc(k)}</td><td>{_esc(format_value(v))}</td></tr>"
             for k, v in rows[lo : lo + per_column]
         )
-        tables.append(
-            f"<table><tr><th>{_esc(head[0])}</th><th>{_esc(head[1])}</th></tr>{body}</table>"
-        )
+        tables.append(f"<table><tr>{_th(head[0])}{_th(head[1])}</tr>{body}</table>")
     return "<div class='cols'>" + "".join(tables) + "</div>"
 
 
@@ -299,6 +299,37 @@ def _read_json(path: Path):
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+# Key figures the summary shows as cards (beside the page's own clustering cards).
+CARD_FIGURES = (
+    "negative ELBO (nats)",
+    "IWAE log p(x) (nats)",
+    "reconstruction MSE",
+    "sample consistency",
+)
+
+
+def _key_rows(metric_files: Mapping[str, Mapping], page: Mapping) -> list:
+    """`key_metric_rows` of the page: evaluate's files, then fit's `metrics.json`, then `page`."""
+    order = sorted(metric_files, key=lambda name: name == "metrics.json")
+    sources = [(name, metric_files[name]) for name in order] + [("this page", page)]
+    return key_metric_rows(sources)
+
+
+def _key_metric_tables(rows: list) -> str:
+    """The metrics that matter, one small table per kind."""
+    tables = []
+    for kind in KINDS:
+        body = "".join(
+            f"<tr><td class='k'>{_esc(r.label)}</td><td>{_esc(r.text)}</td>"
+            f"<td class='t sub' title='{_esc(r.path)}'>{_esc(r.source)}</td></tr>"
+            for r in rows
+            if r.kind == kind
+        )
+        if body:
+            tables.append(f"<table><tr>{_th(kind)}{_th('value')}{_th('from')}</tr>{body}</table>")
+    return "<div class='cols'>" + "".join(tables) + "</div>"
 
 
 def build_report_html(
@@ -324,7 +355,8 @@ def build_report_html(
         metric_files: file name -> metrics dict (e.g. `{"metrics.json": {...}}`);
             every leaf appears in the page.
         history: metric name -> list per epoch (`history.csv`).
-        config: the resolved config (shown as JSON); default `model.describe()`.
+        config: the run's resolved config (shown as JSON, and in the first
+            line); None for a model file (`model.describe()` is shown).
         split: name of the split the images come from.
         seed: seed of the samples.
 
@@ -335,78 +367,66 @@ def build_report_html(
     images = as_float_images(np.asarray(images)[:MAX_REPORT_IMAGES])
     labels = np.asarray(labels).reshape(-1)[: len(images)]
     k = int(model.num_channels)
-    enc = model.encode(images)
-    channel = enc["channel"]
-    report = channel_report(labels, channel, enc["q"], k, active_channels=model.active_channels)
-    soft_usage = enc["q"].mean(axis=0)
+    summary = collect_latents(model, images, labels, max_points=len(images))
+    report = summary.report
+    channel = summary.channel
     accuracy = clustering_accuracy(labels, channel)
-    matched = matched_digits(labels, channel, k)
-    extra = extra_channel_columns(list(metric_files.values()), k)
-    rec = model.reconstruct(images[:16])["mean"]
+    chans, classes, counts, matched = channel_label_counts(labels, channel, model.active_channels)
+    mix = {c: label_mix(counts[row], classes) for row, c in enumerate(chans)}
+    matched_column = [matched.get(c) for c in range(k)]
+    extra = extra_channel_columns(
+        list(metric_files.values()), k, known={"matched label": matched_column}
+    )
+    samples = channel_samples(model, SAMPLES_PER_CHANNEL, seed=seed)
     where = f"{len(images)} images" + (f" of {split}" if split else "")
+    fit_metrics = metric_files.get("metrics.json") or {}
 
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>kmixvae report: {_esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>kmixvae report: {_esc(title)}</h1>",
+        f"<p class='lead' id='about'>{_esc(model_line(model, config, fit_metrics))}</p>",
         f"<div class='sub'>written {_esc(time.strftime('%Y-%m-%d %H:%M:%S'))}; "
-        f"channel figures from {_esc(where)}</div>",
+        f"channel figures and the page's own scores from {_esc(where)}</div>",
     ]
-    # Headline
-    final = (metric_files.get("metrics.json") or {}).get("final", {})
+
+    # Summary
+    page = {"accuracy": accuracy, "specialised_count": report["specialised_count"]}
+    key_rows = _key_rows(metric_files, page)
     cards = [
-        _card(f"clustering accuracy ({where})", f"{100 * accuracy:.1f}%"),
+        _card("clustering accuracy (these images)", f"{100 * accuracy:.1f}%"),
         _card(
             "specialised channels",
             f"{report['specialised_count']} of {len(model.active_channels)} active",
         ),
-        _card("active channels", f"{len(model.active_channels)} of {k}"),
     ]
-    if "val_nelbo" in final:
-        cards.append(_card("final validation -ELBO (nats)", format_value(final["val_nelbo"])))
-    for m in metric_files.values():
-        for key, label in (("iwae_log_px", "IWAE log p(x) (nats)"), ("recon_mse", "recon MSE")):
-            if isinstance(m.get(key), (int, float)):
-                cards.append(_card(label, format_value(m[key])))
-    parts += ["<h2>Summary</h2><div class='cards'>", *cards, "</div>"]
-
-    # Metrics tables
-    parts.append("<h2>Metrics</h2>")
-    if not metric_files:
-        parts.append("<p class='sub'>no metrics file (metrics.json, eval_metrics.json)</p>")
-    for name, m in metric_files.items():
-        rows = flatten_metrics(m)
-        parts.append(f"<h3>{_esc(name)} ({len(rows)} values)</h3>")
-        parts.append(_table(rows))
-
-    # Curves
-    if history:
-        png = _curves_png(history)
-        if png is not None:
-            parts += ["<h2>Training curves</h2>", _img(png, "training curves")]
+    cards += [_card(r.label, r.text) for r in key_rows if r.label in CARD_FIGURES]
+    parts += ["<h2 id='summary'>Summary</h2><div class='cards'>", *cards, "</div>"]
 
     # Channels
     extra_names = list(extra)
     head = [
-        "channel",
-        "status",
-        "usage",
-        "mean q(c|x)",
-        "purity",
-        "matched digit",
-        "majority digit",
-        "confidence",
-        *extra_names,
-        "samples from its prior",
-        "latent cloud (colour: label)",
+        _th("channel"),
+        _th("status"),
+        _th("usage"),
+        _th("mean q(c|x)"),
+        _th("purity"),
+        _th("matched label"),
+        _th("what it holds"),
+        _th("confidence"),
+        *(_th(column_label(name), name) for name in extra_names),
+        _th("samples from its prior"),
+        _th("latent cloud"),
     ]
     parts += [
-        "<h2>Channels</h2>",
-        f"<p class='sub'>status, usage, purity and the digits are measured on {_esc(where)}; "
+        "<h2 id='channels'>Channels</h2>",
+        f"<p class='sub'>status, usage, purity and the labels are measured on {_esc(where)}; "
         f"specialised = usage &ge; {report['usage_min']:g} and purity &ge; "
-        f"{report['purity_min']:g}; matched digit = the one-to-one matching that scores the "
-        "accuracy. Extra columns come from the metrics files.</p>",
-        "<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + "</tr>",
+        f"{report['purity_min']:g}; matched label = the one-to-one matching that scores the "
+        f"accuracy; what it holds = the labels of its images (from "
+        f"{LABEL_MIX_MIN_SHARE:.0%} of them); latent cloud = its images' posterior means, "
+        "coloured by label. Extra columns come from the metrics files.</p>",
+        "<div class='scroll'><table><tr>" + "".join(head) + "</tr>",
     ]
     for ch in report["channels"]:
         c = ch["channel"]
@@ -420,51 +440,74 @@ def build_report_html(
             str(c),
             status,
             _esc(f"{ch['usage']:.1%}"),
-            _esc(f"{float(soft_usage[c]):.3f}"),
+            _esc(f"{float(summary.soft_usage[c]):.3f}"),
             _esc(format_value(ch["purity"])),
-            _esc(format_value(matched[c])),
-            _esc(format_value(ch["majority_label"])),
+            _esc(format_value(matched_column[c])),
+            f"<span class='t'>{_esc(mix.get(c, '-'))}</span>",
             _esc(format_value(ch["confidence"])),
         ]
         cells += [_esc(format_value(extra[name][c])) for name in extra_names]
-        if ch["active"]:
-            samples = model.sample(SAMPLES_PER_CHANNEL, channel=c, seed=seed)["mean"]
-            cells.append(_img(_png_images(samples), f"samples of channel {c}"))
+        if c in samples:
+            strip = image_grid(samples[c], rows=2, pad=1)
+            cells.append(_img(grid_png(strip, scale=2), f"samples of channel {c}"))
         else:
             cells.append("masked")
-        own = channel == c
         cells.append(
-            _img(
-                _cloud_png(enc["mu"][own, c], labels[own], f"channel {c}: {int(own.sum())} images"),
-                f"latent cloud of channel {c}",
-            )
+            _img(figure_png(channel_cloud_figure(summary, c), dpi=72), f"latent cloud of {c}")
         )
         parts.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-    parts.append("</table>")
+    parts.append("</table></div>")
     parts += [
-        "<h2>Channels and labels</h2>",
+        "<h3>Channels and labels</h3>",
         f"<p class='sub'>images of {_esc(where)} per active channel (rows, by matched label) and "
         "label (columns): two dark cells in a row are two labels sharing a channel, two dark "
         "cells in a column a label split over two channels</p>",
         _img(
-            _png_figure(channel_confusion_figure(labels, channel, model.active_channels)),
+            figure_png(channel_confusion_figure(labels, channel, model.active_channels)),
             "channels and labels",
         ),
     ]
 
     # Reconstructions
     parts += [
-        "<h2>Reconstructions</h2>",
-        f"<p class='sub'>top: 16 images of {_esc(split or 'the data')}; bottom: their "
-        "reconstruction by their chosen channel (posterior mean)</p>",
-        _img(_png_images(np.concatenate([images[:16], rec]), rows=2, scale=2), "reconstructions"),
+        "<h2 id='reconstructions'>Reconstructions</h2>",
+        f"<p class='sub'>top: 16 images of {_esc(split or 'the data')}; middle: their "
+        "reconstruction by their chosen channel (posterior mean); bottom, for heads with one: "
+        "the decoder's sigma (brightest = most uncertain)</p>",
+        _img(grid_png(reconstruction_grid(model, images, n=16), scale=2), "reconstructions"),
     ]
+
+    # Curves
+    curves = training_curves_figure(history, CURVES, max_cols=4) if history else None
+    if curves is not None:
+        parts += ["<h2 id='curves'>Training curves</h2>", _img(figure_png(curves), "curves")]
+
+    # Metrics that matter, then all of them
+    parts += [
+        "<h2 id='key-metrics'>Metrics</h2>",
+        "<p class='sub'>each figure once, from the first file that holds it: evaluate's "
+        "metrics files, then fit's metrics.json, then this page's images</p>",
+        _key_metric_tables(key_rows),
+        "<details id='full-metrics'><summary>all metrics: "
+        + (
+            ", ".join(
+                f"{_esc(n)} ({len(flatten_metrics(m))} values)" for n, m in metric_files.items()
+            )
+            or "no metrics file (metrics.json, eval_metrics.json)"
+        )
+        + "</summary>",
+    ]
+    for name, m in metric_files.items():
+        rows = flatten_metrics(m)
+        parts += [f"<h3>{_esc(name)} ({len(rows)} values)</h3>", _table(rows)]
+    parts.append("</details>")
 
     # Config
     cfg_text = json.dumps(config if config is not None else model.describe(), indent=2, default=str)
+    what = "resolved config" if config is not None else "the model (model.describe())"
     parts += [
-        "<h2>Config</h2>",
-        "<details open><summary>resolved config</summary>",
+        "<h2 id='config'>Config</h2>",
+        f"<details><summary>{what}</summary>",
         f"<pre>{_esc(cfg_text)}</pre></details>",
         "</body></html>",
     ]
@@ -518,8 +561,6 @@ def write_report(
             if isinstance(m, Mapping):
                 files[name] = m
         if (source / "history.csv").is_file():
-            from kmixvae.viz.figures import load_history
-
             history = load_history(source / "history.csv")
         config = _read_json(source / "config.json")
     files.update(metric_files or {})
@@ -548,9 +589,11 @@ def write_report(
 
 __all__ = [
     "build_report_html",
+    "column_label",
     "extra_channel_columns",
     "flatten_metrics",
     "format_value",
-    "matched_digits",
+    "label_mix",
+    "model_line",
     "write_report",
 ]

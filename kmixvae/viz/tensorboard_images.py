@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from kmixvae.viz.grids import image_grid
+from kmixvae.viz.pictures import channel_samples, reconstruction_grid
 from kmixvae.viz.projector import images_to_float
 
 RECONSTRUCTION_TAG = "reconstructions"
@@ -31,38 +32,12 @@ def _to_rgb_or_gray(images: np.ndarray) -> np.ndarray:
     return images[..., :1]
 
 
-def reconstruction_grid(model, images: np.ndarray, n: int = 16) -> np.ndarray:
-    """One row per image: original | reconstruction | sigma (when the head has one).
-
-    Sigma is divided by its largest value over the shown images, so the
-    brightest pixel is the most uncertain one.
-
-    Returns:
-        `(rows, cols, C)` float32 image in [0, 1].
-    """
-    x = images_to_float(images)[:n]
-    out = model.reconstruct(x)
-    panels = [x, np.asarray(out["mean"], "float32")]
-    if "sigma" in out:
-        sigma = np.asarray(out["sigma"], "float32")
-        panels.append(sigma / max(float(sigma.max()), 1e-12))
-    tiles = np.stack(panels, axis=1).reshape((-1,) + x.shape[1:])
-    return np.clip(image_grid(tiles, cols=len(panels), pad=1), 0.0, 1.0)
-
-
 def sample_grids(model, n: int = 16, seed: int = 0) -> dict[int, np.ndarray]:
-    """A grid of `n` prior samples (decoded means) for each active channel."""
+    """A square grid of `n` prior samples (`pictures.channel_samples`) for each active channel."""
+    cols = max(1, math.ceil(math.sqrt(n)))
     return {
-        int(c): np.clip(
-            image_grid(
-                model.sample(n, channel=int(c), seed=seed)["mean"],
-                cols=max(1, math.ceil(math.sqrt(n))),
-                pad=1,
-            ),
-            0.0,
-            1.0,
-        )
-        for c in model.active_channels
+        c: image_grid(samples, cols=cols, pad=1)
+        for c, samples in channel_samples(model, n, seed=seed).items()
     }
 
 
@@ -71,9 +46,9 @@ def write_image_summaries(
 ) -> list[str]:
     """Writes reconstructions and per-channel samples as TensorBoard images.
 
-    Tags: `reconstructions` (rows of original | reconstruction | sigma for the
-    first `n` images) and `samples/channel_<c>` (a grid of `n` prior samples)
-    for every active channel `c`.
+    Tags: `reconstructions` (`pictures.reconstruction_grid`: the first `n`
+    images over their reconstructions over sigma) and `samples/channel_<c>`
+    (a grid of `n` prior samples) for every active channel `c`.
 
     Args:
         model: a built `MixtureVAE`.
@@ -93,7 +68,7 @@ def write_image_summaries(
     """
     from kmixvae.data.pipeline import tensorflow_available
 
-    pictures = {RECONSTRUCTION_TAG: reconstruction_grid(model, images, n=n)}
+    pictures = {RECONSTRUCTION_TAG: reconstruction_grid(model, images_to_float(images), n=n)}
     for c, grid in sample_grids(model, n=n).items():
         pictures[SAMPLES_TAG.format(c)] = grid
     Path(log_dir).mkdir(parents=True, exist_ok=True)
@@ -148,4 +123,4 @@ def write_scalars(log_dir: str | Path, step: int, scalars: dict) -> None:
         writer.close()
 
 
-__all__ = ["write_image_summaries", "write_scalars", "image_grid"]
+__all__ = ["sample_grids", "write_image_summaries", "write_scalars"]
