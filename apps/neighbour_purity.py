@@ -48,19 +48,18 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from pathlib import Path
 
-    from kmixvae.cli import _detect_source
     from kmixvae.config import DataConfig
     from kmixvae.data.neighbors import cosine_neighbors, pixel_neighbors
     from kmixvae.data.sources import load_split
     from kmixvae.errors import KmixvaeError
+    from kmixvae.runs import detect_source, load_model_file
 
     try:
         ks = [int(k) for k in args.k.split(",")]
-        source = _detect_source(Path(args.data_dir))
+        source = detect_source(Path(args.data_dir))
         images, labels = load_split(DataConfig(source=source, dir=args.data_dir), args.split)
         spaces = [("pixels", lambda k: pixel_neighbors(images, k))]
         if args.model:
-            from kmixvae.training.fit import load_model_file
             from kmixvae.utils.images import as_float_images
 
             for path in args.model:

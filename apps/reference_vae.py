@@ -209,7 +209,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from pathlib import Path
 
-    from kmixvae.cli import _detect_source
     from kmixvae.config import DataConfig
     from kmixvae.data.sources import load_split
     from kmixvae.errors import KmixvaeError
@@ -218,11 +217,12 @@ def main(argv=None) -> int:
         default_judge_cache_dir,
         load_or_train_judge,
     )
+    from kmixvae.runs import detect_source
 
     try:
         if args.epochs < 1 or args.batch_size < 1 or args.samples_per_class < 1:
             raise ValueError("--epochs, --batch-size and --samples-per-class must be at least 1")
-        data = DataConfig(source=_detect_source(Path(args.data_dir)), dir=args.data_dir)
+        data = DataConfig(source=detect_source(Path(args.data_dir)), dir=args.data_dir)
         x_train, y_train = load_split(data, args.train_split)
         x_eval, y_eval = load_split(data, args.eval_split)
         check_disjoint(x_train, x_eval)

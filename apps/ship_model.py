@@ -337,14 +337,13 @@ def main(argv=None) -> int:
     from kmixvae.errors import KmixvaeError
     from kmixvae.evaluation.evaluate import evaluate_model, format_report
     from kmixvae.evaluation.generation import default_judge_cache_dir, load_or_train_judge
-    from kmixvae.models.export import save_for_inference
-    from kmixvae.training.fit import load_model_file
+    from kmixvae.runs import describe_training_data, load_model_file, save_for_inference
     from kmixvae.utils.files import atomic_write_text
 
     try:
         cfg = config_lib.load_config(run_dir / "config.json")
         model = load_model_file(run_dir)
-        save_for_inference(model, out)
+        save_for_inference(model, out, training_data=describe_training_data(cfg.data))
         shipped = load_model_file(out)
         images, labels = load_split(cfg.data, cfg.data.val_split)
         train_images, train_labels = load_split(cfg.data, cfg.data.train_split)

@@ -165,7 +165,7 @@ def _fit_and_evaluate(grid: dict, variant: str, seed: int, run_dir: Path) -> Pat
 
 
 def _history(run_dir: Path) -> list[dict]:
-    from kmixvae.training.callbacks import read_history_csv
+    from kmixvae.runs import read_history_csv
 
     return read_history_csv(run_dir / "history.csv")
 

@@ -66,32 +66,37 @@ def import_tensorflow_quietly() -> None:
 import_tensorflow_quietly()
 
 from kmixvae import config as config_lib  # noqa: E402
-from kmixvae.errors import ConfigError, DataError, KmixvaeError, ModelFileError  # noqa: E402
-from kmixvae.utils.images import as_float_images  # noqa: E402
+from kmixvae.errors import ConfigError, KmixvaeError, ModelFileError  # noqa: E402
+from kmixvae.runs.interrupts import Interrupted, signals_as_interrupt  # noqa: E402
+from kmixvae.utils.files import os_error_line  # noqa: E402
 
 EXIT_BAD_INPUT = 2
+SEED_MAX = 2**32 - 1  # what keras.utils.set_random_seed and numpy take
 
 
 class _Group(click.Group):
-    """Turns `KmixvaeError` into one line and exit code 2."""
+    """Turns `KmixvaeError` and operating-system errors into one line and exit code 2;
+    Ctrl-C and SIGTERM into one line and exit code 130 or 143."""
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with signals_as_interrupt():
+                return super().invoke(ctx)
         except KmixvaeError as e:
             click.echo(f"error: {e}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+        except OSError as e:  # one that no kmixvae function wraps (e.g. a folder it creates)
+            click.echo(f"error: {os_error_line(e)}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
         except click.UsageError as e:  # a bad argument of a subcommand: one line too
             if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):
                 raise  # `kmixvae config` alone: click prints the group's help
             click.echo(f"error: {e.format_message()}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
-        except KeyboardInterrupt:
-            click.echo(
-                "interrupted: the run folder holds the last completed epoch (resume with --resume)",
-                err=True,
-            )
-            ctx.exit(130)
+        except KeyboardInterrupt as e:
+            interrupt = e if isinstance(e, Interrupted) else Interrupted.of(e)
+            click.echo(interrupt.message(), err=True)
+            ctx.exit(interrupt.exit_code)
 
 
 SET_HELP = "Override a config value, e.g. --set model.decoder.conditioning=film (repeatable)."
@@ -101,25 +106,13 @@ DATA_DIR_HELP = (
 )
 
 
-def _detect_source(folder: Path) -> str:
-    if not folder.is_dir():
-        raise DataError(f"--data-dir {str(folder)!r}: not a folder")
-    names = {p.name for p in folder.iterdir()}
-    if any(n.startswith(("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")) for n in names):
-        return "idx"
-    if "mnist.npz" in names or any(n.endswith(".npz") for n in names):
-        return "npz"
-    raise DataError(
-        f"--data-dir {str(folder)!r}: holds neither IDX files (train-images-idx3-ubyte[.gz], "
-        "t10k-images-idx3-ubyte[.gz], ...) nor an mnist.npz"
-    )
-
-
 def _load(config_path, overrides, data_dir=None) -> config_lib.Config:
+    from kmixvae.runs import detect_source
+
     raw = config_lib.read_json(config_path)
     raw = config_lib.apply_overrides(raw, list(overrides))
     if data_dir is not None:
-        source = _detect_source(Path(data_dir))
+        source = detect_source(data_dir)
         data = raw.setdefault("data", {})
         if not isinstance(data, dict):
             raise ConfigError("data: expected an object")
@@ -189,8 +182,9 @@ def fit(config_file, overrides, data_dir, run_dir, resume, verbose):
     With --resume, --set takes only the learning rates, training.clipnorm and
     training.epochs (recorded in the run folder).
     """
+    from kmixvae.runs import check_run_dir
     from kmixvae.training import resume as resume_lib
-    from kmixvae.training.fit import check_run_dir, fit_run
+    from kmixvae.training.fit import fit_run
 
     if resume:
         if config_file or run_dir:
@@ -199,6 +193,7 @@ def fit(config_file, overrides, data_dir, run_dir, resume, verbose):
             )
         resume_lib.check_resume_overrides(overrides)
         path = check_run_dir(resume)
+        resume_lib.check_resume_data_dir(path, data_dir)
         cfg = _load(path / "config.json", overrides, data_dir)
         complete = resume_lib.completion_message(path, cfg)
         if complete:
@@ -224,76 +219,11 @@ def fit(config_file, overrides, data_dir, run_dir, resume, verbose):
 # --------------------------------------------------------------------------- inference
 
 
-def _data_config(model_path, data_dir, dataset=None):
-    """The data config of a run (defaults for a model file), with --data-dir/--dataset applied."""
-    cfg = config_lib.Config()
-    run_config = Path(model_path) / "config.json"
-    if Path(model_path).is_dir() and run_config.is_file():
-        cfg = config_lib.load_config(run_config)
-    data = cfg.data
-    if data_dir is not None:
-        data = config_lib.DataConfig(
-            **{**vars(data), "dir": str(data_dir), "source": _detect_source(Path(data_dir))}
-        )
-    elif dataset is not None:
-        data = config_lib.DataConfig(**{**vars(data), "name": dataset, "source": "tfds"})
-    return data
-
-
-def _judge(model_path, data_dir, dataset, judge_split, eval_images, eval_split):
-    """The generation judge, trained (or read from its cache) on `judge_split`.
-
-    Default split: the run's `data.train_split`. Its labels only train the
-    judge, never the model; a split sharing images with the evaluated one
-    is an error.
-    """
-    from kmixvae.data import load_split
-    from kmixvae.evaluation.generation import (
-        check_disjoint,
-        default_judge_cache_dir,
-        load_or_train_judge,
-    )
-
-    data = _data_config(model_path, data_dir, dataset)
-    judge_split = judge_split or data.train_split
-    images, labels = load_split(data, judge_split)
-    if tuple(images.shape[1:]) != tuple(eval_images.shape[1:]):
-        raise DataError(
-            f"--judge-split {judge_split!r} has images of shape {tuple(images.shape[1:])}, "
-            f"the evaluated split {tuple(eval_images.shape[1:])}"
-        )
-    try:
-        check_disjoint(images, eval_images)
-    except ValueError as e:
-        raise DataError(
-            f"--judge-split {judge_split!r} vs --split {eval_split!r}: {e}; "
-            "train the judge on another split"
-        ) from None
-    return load_or_train_judge(
-        images, labels, seed=0, source=judge_split, cache_dir=default_judge_cache_dir()
-    )
-
-
-def _model_and_data(model_path, data_dir, split, dataset=None):
-    """Loads a model and the images/labels of `split` (a run's own data by default)."""
-    from kmixvae.data import load_split
-    from kmixvae.training.fit import load_model_file
-
-    model = load_model_file(model_path)
-    data = _data_config(model_path, data_dir, dataset)
-    split = split or data.val_split or data.train_split
-    images, labels = load_split(data, split)
-    if tuple(images.shape[1:]) != tuple(model.decoder.image_shape):
-        raise DataError(
-            f"split {split!r} has images of shape {tuple(images.shape[1:])}, "
-            f"the model expects {tuple(model.decoder.image_shape)}"
-        )
-    return model, as_float_images(images), labels, split
-
-
 def _data_options(f):
     f = click.option(
-        "--split", default=None, help="Split, e.g. 'test[80%:]' (default: the run's val_split)."
+        "--split",
+        default=None,
+        help="Split, e.g. 'test[80%:]' (default: the val_split of the run or of the model file).",
     )(f)
     f = click.option(
         "--dataset", default=None, help="TFDS dataset name (when not using --data-dir)."
@@ -315,7 +245,8 @@ def _judge_options(f):
         "--judge-split",
         default=None,
         help="Labelled split the generation judge (a digit classifier) learns from; it must "
-        "not share images with --split (default: the run's data.train_split).",
+        "not share images with --split (default: the training split of the run, or the one a "
+        "model file carries).",
     )(f)
     return f
 
@@ -353,12 +284,15 @@ def evaluate(
 ):
     """Clustering, per-channel specialisation, likelihood and generation of a saved model."""
     from kmixvae.evaluation.evaluate import evaluate_model, format_report, write_metrics_json
+    from kmixvae.runs import load_judge, model_and_data
 
     out_path = _out_file(out, ".json") if out else None
-    model, images, labels, split = _model_and_data(model_path, data_dir, split, dataset)
-    judge = None
+    model, images, labels, split = model_and_data(model_path, data_dir, split, dataset)
+    judge = skipped = None
     if samples_per_channel:
-        judge = _judge(model_path, data_dir, dataset, judge_split, images, split)
+        judge, skipped = load_judge(model_path, data_dir, dataset, judge_split, images, split)
+        if skipped:
+            click.echo(skipped)
     metrics = evaluate_model(
         model,
         images,
@@ -370,6 +304,8 @@ def evaluate(
         samples_per_channel=samples_per_channel,
     )
     metrics["split"] = split
+    if skipped:
+        metrics["generation_skipped"] = skipped
     click.echo(format_report(metrics))
     if out_path is None and Path(model_path).is_dir():
         out_path = Path(model_path) / "eval_metrics.json"
@@ -391,7 +327,7 @@ def visualize(
 ):
     """Draw every figure of what each channel learned (PNG)."""
     from kmixvae.evaluation.generation import generation_metrics
-    from kmixvae.training.callbacks import read_history_csv
+    from kmixvae.runs import history_columns, load_judge, model_and_data, read_history_csv
     from kmixvae.viz.figures import make_all_figures
 
     if out_dir is None:
@@ -400,18 +336,20 @@ def visualize(
                 "visualize: give --out DIR for a model file (a run folder defaults to <run>/figures)"
             )
         out_dir = Path(model_path) / "figures"
-    model, images, labels, split = _model_and_data(model_path, data_dir, split, dataset)
+    model, images, labels, split = model_and_data(model_path, data_dir, split, dataset)
     history = None
     hist_file = Path(model_path) / "history.csv"
     if Path(model_path).is_dir() and hist_file.is_file():
-        rows = read_history_csv(hist_file)
-        history = {k: [r.get(k, float("nan")) for r in rows] for k in rows[0]} if rows else None
+        history = history_columns(read_history_csv(hist_file))
     generation = None
     if samples_per_channel:
-        judge = _judge(model_path, data_dir, dataset, judge_split, images, split)
-        generation = generation_metrics(
-            model, judge, images, labels, n_per_channel=samples_per_channel
-        )
+        judge, skipped = load_judge(model_path, data_dir, dataset, judge_split, images, split)
+        if skipped:
+            click.echo(skipped)
+        else:
+            generation = generation_metrics(
+                model, judge, images, labels, n_per_channel=samples_per_channel
+            )
     paths = make_all_figures(
         model,
         images,
@@ -429,11 +367,11 @@ def visualize(
 @click.argument("model_path", type=click.Path())
 @click.option("--channel", type=int, default=None, help="Channel to sample (default: the mixture).")
 @click.option("--n", "n", default=64, show_default=True, type=click.IntRange(1, 4096))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, SEED_MAX))
 @click.option("--out", required=True, type=click.Path(), help="PNG grid.")
 def sample(model_path, channel, n, seed, out):
     """Draw N samples from the prior of one channel (or of the mixture)."""
-    from kmixvae.training.fit import load_model_file
+    from kmixvae.runs import load_model_file
     from kmixvae.viz.grids import save_image_grid
 
     out_path = _out_file(out, ".png")
@@ -462,10 +400,11 @@ def reconstruct(model_path, data_dir, dataset, split, n, out):
     """Reconstruct N images with their chosen channel."""
     import numpy as np
 
+    from kmixvae.runs import model_and_data
     from kmixvae.viz.grids import save_image_grid
 
     out_path = _out_file(out, ".png")
-    model, images, _, split = _model_and_data(model_path, data_dir, split, dataset)
+    model, images, _, split = model_and_data(model_path, data_dir, split, dataset)
     if n > len(images):
         raise ConfigError(
             f"--n: {n} exceeds the {len(images)} images of split {split!r} "
@@ -492,11 +431,12 @@ def encode(model_path, data_dir, dataset, split, out):
     """Encode a split: q(c|x), per-channel posterior means/variances, chosen channel."""
     import numpy as np
 
+    from kmixvae.runs import model_and_data
     from kmixvae.utils.files import atomic_write
+    from kmixvae.utils.progress import encode_with_progress
 
     out_path = _out_file(out, ".npz")
-    model, images, labels, split = _model_and_data(model_path, data_dir, split, dataset)
-    from kmixvae.utils.progress import encode_with_progress
+    model, images, labels, split = model_and_data(model_path, data_dir, split, dataset)
 
     enc = encode_with_progress(model, images, label=f"encode {split}")
     enc["label"] = labels
@@ -517,13 +457,14 @@ def encode(model_path, data_dir, dataset, split, out):
 @click.option("--max-samples", default=2000, show_default=True, type=click.IntRange(1))
 def export_projector_cmd(model_path, data_dir, dataset, split, out_dir, max_samples):
     """Write TensorBoard embedding-projector files for a saved model."""
+    from kmixvae.runs import model_and_data
     from kmixvae.viz.projector import export_projector
 
     if out_dir is None:
         if not Path(model_path).is_dir():
             raise ConfigError("export-projector: give --out DIR for a model file")
         out_dir = Path(model_path) / "tensorboard"
-    model, images, labels, split = _model_and_data(model_path, data_dir, split, dataset)
+    model, images, labels, split = model_and_data(model_path, data_dir, split, dataset)
     path = export_projector(model, images, labels, str(out_dir), max_samples=max_samples)
     click.echo(f"wrote projector files to {path}; view with: tensorboard --logdir {out_dir}")
 
@@ -543,6 +484,7 @@ def export_projector_cmd(model_path, data_dir, dataset, split, out_dir, max_samp
 )
 def report(model_path, data_dir, dataset, split, metrics_files, out):
     """Write one self-contained HTML page: metrics, curves, channels, reconstructions, config."""
+    from kmixvae.runs import model_and_data
     from kmixvae.viz.report import write_report
 
     out_path = _out_file(out, ".html") if out else None
@@ -556,7 +498,7 @@ def report(model_path, data_dir, dataset, split, metrics_files, out):
             raise ConfigError(f"--metrics {f!r}: not a readable JSON file ({e})") from None
         if not isinstance(extra[Path(f).name], dict):
             raise ConfigError(f"--metrics {f!r}: holds no JSON object")
-    model, images, labels, split = _model_and_data(model_path, data_dir, split, dataset)
+    model, images, labels, split = model_and_data(model_path, data_dir, split, dataset)
     path = write_report(
         model_path,
         out_path,

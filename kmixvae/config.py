@@ -318,8 +318,11 @@ class OutputConfig:
 
 @dataclass
 class Config:
-    name: str = _opt("kmixvae")
-    seed: int = _opt(0, lo=0)
+    name: str = _opt(
+        "kmixvae",
+        doc="names the run folder and saved_models/<name>.keras: one safe path component",
+    )
+    seed: int = _opt(0, lo=0, hi=2**32 - 1)
     precision: str = _opt("float32", choices=("float32", "mixed_float16", "mixed_bfloat16"))
     data: DataConfig = _sub(DataConfig)
     model: ModelConfig = _sub(ModelConfig)
@@ -504,8 +507,18 @@ def _check_pruning(config: Config) -> None:
         raise ConfigError("pruning.merge_ratio: must be above 0 (0 would merge every linked pair)")
 
 
+_NAME_RULE = "one file name: not empty, not . or .., no / or \\ and no control characters"
+
+
+def _check_name(name: str) -> None:
+    """`name` is one safe path component: it names `runs/<name>__<time>/` and `<name>.keras`."""
+    if name in ("", ".", "..") or any(c in name for c in "/\\") or not name.isprintable():
+        raise ConfigError(f"name: {name!r} is not a safe file name ({_NAME_RULE})")
+
+
 def validate(config: Config) -> Config:
     """Checks rules that tie several keys together; returns the config."""
+    _check_name(config.name)
     _check_splits(config.data)
     m, cur, dec = config.model, config.curriculum, config.model.decoder
     k = m.num_channels
@@ -624,6 +637,8 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw  # a bare string such as film
+    except RecursionError:
+        raise ConfigError(f"--set {key}: the value is nested too deeply") from None
     return key.split("."), value
 
 
@@ -635,8 +650,15 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     """
     data = json.loads(json.dumps(data))
     defaults = to_dict(Config())
+    seen = set()
     for item in overrides:
         parts, value = _parse_override(item)
+        key = ".".join(parts)
+        if key in seen:
+            raise ConfigError(
+                f"--set {key}: given twice (each key may be set once; the last would silently win)"
+            )
+        seen.add(key)
         node, ref = data, defaults
         for i, part in enumerate(parts):
             path = ".".join(parts[: i + 1])
@@ -665,15 +687,21 @@ def read_json(path: str | Path) -> dict:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {str(p)!r} cannot be read: {e}") from None
+    too_deep = ConfigError(f"config file {str(p)!r}: its JSON is nested too deeply")
     try:
         data = json.loads(text, object_pairs_hook=_object_without_duplicates)
     except json.JSONDecodeError as e:
         raise ConfigError(
             f"config file {str(p)!r} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
         ) from None
+    except RecursionError:
+        raise too_deep from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(p)!r}: the top level must be a JSON object")
-    duplicate = _first_duplicate_key(data)
+    try:
+        duplicate = _first_duplicate_key(data)
+    except RecursionError:
+        raise too_deep from None
     if duplicate is not None:
         raise ConfigError(
             f"config file {str(p)!r}: {duplicate}: duplicate key (each key may appear once "

@@ -24,3 +24,11 @@ class ModelFileError(KmixvaeError, ValueError):
 
 class TrainingError(KmixvaeError, RuntimeError):
     """Training stopped for a reason the user must act on (NaN, out of memory)."""
+
+
+class WriteError(KmixvaeError, OSError):
+    """A file or folder cannot be written (read-only disk, disk full, a path under a file, ...).
+
+    Also an `OSError`, so code that tolerates a failed write (a cache) keeps
+    catching it as one.
+    """

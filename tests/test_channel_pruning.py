@@ -184,7 +184,7 @@ def test_fit_reports_the_kept_channels_and_why(pruned):
 
 
 def test_masked_channels_stay_masked_after_reload_evaluate_and_sample(pruned, tmp_path):
-    from kmixvae.training.fit import load_model_file
+    from kmixvae.runs import load_model_file
 
     metrics = json.loads((pruned["run"] / "metrics.json").read_text())
     masked = sorted(e["channel"] for e in metrics["pruning_events"])

@@ -75,15 +75,19 @@ def write_patterns(folder: Path, n_train=N_TRAIN, n_test=N_TEST, size=28, seed=0
 
 
 def tiny_sets(tmp: Path, *extra: str) -> list[str]:
-    sets = [
-        "data.train_split=train",
-        "data.val_split=test",
-        f"data.batch_size={BATCH}",
-        f"output.saved_model={tmp / 'm.keras'}",
-        f"output.runs_dir={tmp / 'runs'}",
-        *extra,
-    ]
-    return [arg for s in sets for arg in ("--set", s)]
+    """`--set` arguments of the tiny runs; a key in `extra` replaces the base's (each key once)."""
+    sets = {
+        s.split("=", 1)[0]: s
+        for s in (
+            "data.train_split=train",
+            "data.val_split=test",
+            f"data.batch_size={BATCH}",
+            f"output.saved_model={tmp / 'm.keras'}",
+            f"output.runs_dir={tmp / 'runs'}",
+            *extra,
+        )
+    }
+    return [arg for s in sets.values() for arg in ("--set", s)]
 
 
 def read_history(path: Path) -> list[dict]:
@@ -201,7 +205,7 @@ def test_fit_writes_its_report(trained):
 
 
 def test_saved_model_loads_with_all_channels(trained):
-    from kmixvae.training.fit import load_model_file
+    from kmixvae.runs import load_model_file
 
     model = load_model_file(trained["model"])
     assert model.active_channels == (0, 1, 2)
@@ -391,6 +395,9 @@ def test_resume_completes_all_epochs(resumed):
     assert (run / "checkpoints" / "best.keras").is_file()
     assert state["best_epoch"] == 3
     assert (run / "model.keras").is_file()
+    # The input continues where the killed run stopped reading, not at its first batch.
+    start = resumed["killed_state"]["epochs_done"] * (N_TRAIN // BATCH)
+    assert f"training batches continue at batch {start}," in resumed["out"]
     # --verbose: the full resolved config and the model as built.
     assert "resolved config:" in resumed["out"]
     assert "model (as built):" in resumed["out"]
@@ -398,7 +405,7 @@ def test_resume_completes_all_epochs(resumed):
 
 
 def test_resumed_model_has_every_channel(resumed):
-    from kmixvae.training.fit import load_model_file
+    from kmixvae.runs import load_model_file
 
     assert load_model_file(resumed["run"]).active_channels == (0, 1, 2)
 
@@ -570,7 +577,7 @@ def test_bad_input_needing_a_trained_run(trained, tmp_path, data_dir, monkeypatc
 
 
 def test_sample_of_a_masked_channel_is_refused(trained, tmp_path):
-    from kmixvae.training.fit import load_model_file
+    from kmixvae.runs import load_model_file
 
     model = load_model_file(trained["model"])
     model.set_active_channels([0])

@@ -233,10 +233,18 @@ def test_set_overrides_change_the_resolved_config(override, path, expected):
 
 def test_several_set_overrides_apply_in_order():
     smoke = REPO_ROOT / "configs" / "smoke.json"
+    # A section, then one key inside it: the later key applies to the section set before.
     shown = _show(
-        smoke, "--set", "training.epochs=4", "--set", "training.epochs=9", "--set", "seed=3"
+        smoke,
+        "--set",
+        'training={"epochs": 4, "clipnorm": 2.0}',
+        "--set",
+        "training.epochs=9",
+        "--set",
+        "seed=3",
     )
     assert shown["training"]["epochs"] == 9
+    assert shown["training"]["clipnorm"] == 2.0
     assert shown["seed"] == 3
 
 

@@ -161,7 +161,7 @@ def test_locked_channel_weights_unchanged_while_locked(curriculum_fit):
 
 
 def test_saved_model_restores_the_mask(tmp_path, curriculum_fit):
-    from kmixvae.training.fit import load_model_file
+    from kmixvae.runs import load_model_file
 
     _, _, _, _, path = curriculum_fit
     restored = load_model_file(path)

@@ -19,6 +19,7 @@ from kmixvae.training.distribution import Distribution, configure_distribution
 
 BACKEND = keras.backend.backend()
 WORKER = Path(__file__).parent / "helpers" / "distribution_worker.py"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run_worker(strategy: str, devices: int, precision: str = "float32") -> dict:
@@ -82,3 +83,59 @@ def test_auto_on_one_cpu_is_a_single_device():
     dist = configure_distribution(from_dict({}))
     assert dist.replicas == 1
     assert np.asarray(dist.devices).size == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND != "jax", reason="several processes: the JAX backend (its own pass)")
+def test_two_processes_train_what_one_process_with_two_devices_trains(tmp_path):
+    """scripts/multiprocess_check.sh: 2 JAX processes (one CPU device each) train the
+    smoke config to the weights and history of 1 process with 2 devices, and only
+    process 0 writes the run folder and the saved model."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERAS_DISTRIBUTION_")}
+    env["PYTHON"] = sys.executable
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "multiprocess_check.sh"), "--work-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert last.startswith("multiprocess check: OK") and "largest difference" in last
+    assert (tmp_path / "two_processes" / "checkpoints" / "last.keras").is_file()
+    assert (
+        "2 processes, this is process 0"
+        in (tmp_path / "two_processes" / "model_summary.txt").read_text()
+    )
+
+
+def test_several_processes_need_keras_variables_and_a_parallel_strategy(monkeypatch):
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    for name in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    if BACKEND == "tensorflow":
+        with pytest.raises(ConfigError, match=r"keras-team/keras#20585.*JAX"):
+            configure_distribution(from_dict({}))
+        with pytest.raises(ConfigError, match=r"'multi_worker_mirrored'.*keras#20585"):
+            configure_distribution(
+                from_dict({"distribution": {"strategy": "multi_worker_mirrored"}})
+            )
+        return
+    with pytest.raises(ConfigError, match=r"'none' trains in one process"):
+        configure_distribution(from_dict({"distribution": {"strategy": "none"}}))
+    with pytest.raises(ConfigError, match="KERAS_DISTRIBUTION_JOB_ADDRESSES: not set"):
+        configure_distribution(from_dict({"distribution": {"strategy": "data_parallel"}}))
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "two")
+    with pytest.raises(ConfigError, match="not a process count"):
+        configure_distribution(from_dict({}))
+
+
+def test_a_last_batch_that_does_not_split_over_the_processes_is_rejected():
+    dist = Distribution("data_parallel", ["cpu:0", "cpu:1"], replicas=2, process_count=2)
+    dist.check_split_batches("data.train_split", 256, 64)
+    with pytest.raises(ConfigError, match=r"data.val_split: its 129 images leave a last batch"):
+        dist.check_split_batches("data.val_split", 129, 64)
+    Distribution("data_parallel", ["cpu:0", "cpu:1"], replicas=2).check_split_batches(
+        "data.val_split", 129, 64
+    )  # one process: Keras splits the last batch itself

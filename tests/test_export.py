@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from kmixvae.config import from_dict
-from kmixvae.models.export import inference_copy, save_for_inference
+from kmixvae.models.export import inference_copy
 from kmixvae.models.factory import build_model
-from kmixvae.training.fit import load_model_file
+from kmixvae.runs import load_model_file, save_for_inference
 
 TINY = {
     "model": {

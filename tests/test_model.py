@@ -18,7 +18,7 @@ from kmixvae.models.decoder import Decoder
 from kmixvae.models.encoder import Encoder
 from kmixvae.models.factory import build_model
 from kmixvae.models.mixture_vae import MixtureVAE
-from kmixvae.training.fit import load_model_file
+from kmixvae.runs import load_model_file
 from kmixvae.utils.keras_adapter import sublayers
 from tests.helpers.tiny import tiny_config_dict
 

@@ -20,7 +20,7 @@ from kmixvae.config import from_dict, to_dict
 from kmixvae.config_fields import option
 from kmixvae.errors import ConfigError, ModelFileError
 from kmixvae.objectives import OBJECTIVES, Objective, ObjectiveConfig, register_objective
-from kmixvae.training.fit import load_model_file
+from kmixvae.runs import load_model_file
 
 
 @dataclass

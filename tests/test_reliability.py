@@ -13,6 +13,7 @@ runs both backends in subprocesses.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import shutil
@@ -370,14 +371,14 @@ def test_an_edited_run_config_is_what_trains_on_resume(finished, tmp_path):
     state = json.loads((run / "checkpoints" / "last.json").read_text())
     assert state["iterations"] == 2 * STEPS  # the step count went on
 
-    from kmixvae.training.fit import load_model_file
+    from kmixvae.runs import load_model_file
 
     assert load_model_file(run / "checkpoints" / "last.keras").optimizer.clipnorm == 0.5
 
 
 def test_rebuilt_optimizer_keeps_the_moments(finished):
     from kmixvae import config as config_lib
-    from kmixvae.training.fit import load_model_file
+    from kmixvae.runs import load_model_file
     from kmixvae.training.resume import rebuild_optimizer
 
     model = load_model_file(finished["run"] / "checkpoints" / "last.keras")
@@ -500,3 +501,252 @@ def test_run_killed_in_its_first_epoch_restarts_on_resume(tmp_path, data_dir):
     assert [r["epoch"] for r in _history(run)] == ["1", "2"]
     assert json.loads((run / "checkpoints" / "last.json").read_text())["iterations"] == 2 * STEPS
     assert (run / "model.keras").is_file()
+
+
+# ---------------------------------------------------------------------- second probe (issue 23)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../../x", "/tmp/abs", "a/b", "a\\b", "", ".", "..", "a\x00b", "line\nbreak", "tab\there"],
+)
+def test_config_name_must_be_one_safe_path_component(tmp_path, name):
+    path = tmp_path / "named.json"
+    path.write_text(json.dumps({"name": name}))
+    result, out, err = run_cli("config", "validate", path, expect=None)
+    assert_one_error_line(result, out, err, "name:", "not a safe file name")
+
+
+def test_a_name_that_escapes_its_folder_writes_nothing(tmp_path, data_dir, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    config = json.loads(SMOKE.read_text())
+    config["name"] = "../escaped"
+    (tmp_path / "escape.json").write_text(json.dumps(config))
+    args = _fit_args(tmp_path, data_dir, "training.epochs=1")
+    args[2] = tmp_path / "escape.json"
+    result, out, err = run_cli(*args, expect=None)
+    assert_one_error_line(result, "", err, "name:", "../escaped")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["escape.json", "work"]
+    assert list(work.iterdir()) == []
+
+
+def test_a_name_with_dots_and_dashes_is_fine(tmp_path):
+    path = tmp_path / "named.json"
+    path.write_text(json.dumps({"name": "film_het-v2.1"}))
+    run_cli("config", "validate", path)
+
+
+def test_resume_keeps_the_run_data(finished, tmp_path, data_dir):
+    run = _copy_run(finished, tmp_path)
+    other = write_patterns(tmp_path / "other", seed=1)
+    before = _snapshot(run)
+    args = ["fit", "--resume", run, "--set", "training.epochs=2"]
+    result, out, err = run_cli(*args, "--data-dir", other, expect=None)
+    assert_one_error_line(result, out, err, "--data-dir", str(other), "trained on", str(data_dir))
+    assert _snapshot(run) == before
+    # The run's own folder, spelled another way, is accepted.
+    spelled = data_dir.parent / "." / data_dir.name
+    _, out, _ = run_cli("fit", "--resume", run, "--data-dir", spelled)
+    assert "is complete" in out and _snapshot(run) == before
+
+
+def test_a_run_folder_under_a_regular_file_fails_before_training(tmp_path, data_dir):
+    (tmp_path / "plain.txt").write_text("x")
+    target = tmp_path / "plain.txt" / "run"
+    args = _fit_args(tmp_path, data_dir, "training.epochs=1")
+    result, out, err = run_cli(*args, "--run-dir", target, expect=None)
+    assert_one_error_line(result, "", err, "cannot write", str(target), "Not a directory")
+    assert "epoch" not in out
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_a_saved_model_under_a_regular_file_fails_before_training(tmp_path, data_dir):
+    (tmp_path / "plain.txt").write_text("x")
+    saved = tmp_path / "plain.txt" / "m.keras"
+    args = _fit_args(tmp_path, data_dir, "training.epochs=1", f"output.saved_model={saved}")
+    result, out, err = run_cli(*args, expect=None)
+    assert_one_error_line(result, "", err, "cannot write", str(saved), "is a file, not a folder")
+    assert "epoch" not in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_full_disk_during_training_is_one_line(tmp_path, data_dir, monkeypatch):
+    """A forced ENOSPC while the first checkpoint is saved: one line, no partial file."""
+    save = keras.Model.save
+
+    def save_on_a_full_disk(self, filepath, *args, **kwargs):
+        save(self, filepath, *args, **kwargs)
+        with open(filepath, "r+b") as f:
+            f.truncate(100)  # what reached the disk
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(keras.Model, "save", save_on_a_full_disk)
+    run = tmp_path / "run"
+    args = _fit_args(tmp_path, data_dir, "training.epochs=1")
+    result, out, err = run_cli(*args, "--run-dir", run, expect=None)
+    last = run / "checkpoints" / "last.keras"
+    assert_one_error_line(result, "", err, "cannot write", str(last), "No space left on device")
+    assert not last.exists() and _temp_files(run) == []
+
+
+def test_no_permission_is_one_line_naming_the_file(finished, tmp_path, monkeypatch):
+    """As root a read-only folder still takes writes: the refusal is forced."""
+    import tempfile
+
+    from kmixvae.utils import files
+
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), dir)
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
+    out_png = tmp_path / "locked" / "x.png"
+    result, out, err = run_cli("sample", finished["run"], "--out", out_png, expect=None)
+    monkeypatch.setattr(files.tempfile, "mkstemp", tempfile.mkstemp)
+    assert_one_error_line(result, out, err, "cannot write", str(out_png), "Permission denied")
+    assert not out_png.exists()
+
+
+def test_an_os_error_outside_the_atomic_writes_is_one_line(finished, tmp_path, data_dir):
+    (tmp_path / "plain.txt").write_text("x")
+    target = tmp_path / "plain.txt" / "proj"
+    args = ["export-projector", finished["run"], "--data-dir", data_dir, "--out", target]
+    result, out, err = run_cli(*args, "--max-samples", 8, expect=None)
+    assert_one_error_line(result, out, err, str(target), "Not a directory")
+
+
+@pytest.mark.parametrize(
+    "setting, needle",
+    [("seed=4294967296", "above the maximum"), ("seed=-1", "below the minimum")],
+)
+def test_seed_must_fit_the_random_generators(setting, needle):
+    result, out, err = run_cli("config", "validate", SMOKE, "--set", setting, expect=None)
+    assert_one_error_line(result, out, err, "seed", needle)
+
+
+def test_the_largest_seed_is_valid():
+    run_cli("config", "validate", SMOKE, "--set", "seed=4294967295")
+
+
+def test_sample_seed_out_of_range_is_one_line(finished, tmp_path):
+    out_png = tmp_path / "x.png"
+    for seed in ("-1", "4294967296"):
+        args = ["sample", finished["run"], "--seed", seed, "--out", out_png]
+        result, out, err = run_cli(*args, expect=None)
+        assert_one_error_line(result, out, err, "--seed", seed)
+    assert not out_png.exists()
+
+
+def test_a_deeply_nested_config_is_one_line(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text('{"model": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    result, out, err = run_cli("config", "validate", path, expect=None)
+    assert_one_error_line(result, out, err, "deep.json", "nested too deeply")
+    value = "[" * 100_000 + "]" * 100_000
+    result, out, err = run_cli("config", "validate", SMOKE, "--set", f"seed={value}", expect=None)
+    assert_one_error_line(result, out, err, "--set seed", "nested too deeply")
+
+
+def test_set_the_same_key_twice_is_refused(tmp_path, data_dir):
+    sets = ["--set", "training.epochs=2", "--set", "training.epochs=3"]
+    result, out, err = run_cli("config", "validate", SMOKE, *sets, expect=None)
+    assert_one_error_line(result, out, err, "--set training.epochs", "given twice")
+    result, out, err = run_cli("fit", "--config", SMOKE, *sets, expect=None)
+    assert_one_error_line(result, out, err, "--set training.epochs", "given twice")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_folder_name_taken_in_the_same_second_gets_a_suffix(tmp_path, data_dir, monkeypatch):
+    """Another fit claimed the clock's name first: this one takes the next, not its folder."""
+    from kmixvae.runs import folder
+
+    monkeypatch.setattr(folder, "run_stamp", lambda: "20261202_101500")
+    taken = tmp_path / "runs" / "smoke__20261202_101500"
+    taken.mkdir(parents=True)
+    (taken / "config.json").write_text("{}")
+    run_cli(*_fit_args(tmp_path, data_dir, "training.epochs=1"))
+    assert (taken / "config.json").read_text() == "{}"
+    assert (tmp_path / "runs" / "smoke__20261202_101500_2" / "model.keras").is_file()
+
+
+def _test_only_data(folder: Path) -> Path:
+    """An mnist.npz with a test split only, like ../shared/data/mnist-10k's IDX files."""
+    write_patterns(folder)
+    with np.load(folder / "mnist.npz") as f:
+        x, y = f["x_train"], f["y_train"]
+    np.savez(folder / "mnist.npz", x_test=x, y_test=y)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def test_split_model(tmp_path_factory):
+    """A model trained on `test[:50%]` of data with no `train` split (as the main job trains)."""
+    tmp = tmp_path_factory.mktemp("test_split")
+    data = _test_only_data(tmp / "data")
+    splits = ("data.train_split=test[:50%]", "data.val_split=test[50%:]", "training.epochs=1")
+    run_cli(*_fit_args(tmp, data, *splits))
+    return {"tmp": tmp, "data": data, "model": tmp / "m.keras"}
+
+
+def test_a_saved_model_judges_with_its_own_training_split(test_split_model, tmp_path):
+    model, data = test_split_model["model"], test_split_model["data"]
+    out_json = tmp_path / "e.json"
+    args = ["evaluate", model, "--data-dir", data, "--split", "test[50%:]", "--out", out_json]
+    _, out, _ = run_cli(*args, "--iwae-samples", 1, "--samples-per-channel", 20)
+    metrics = json.loads(out_json.read_text())
+    assert metrics["generation"]["judge"]["source"] == "test[:50%]"
+    assert "sample consistency" in out
+    from kmixvae.runs import read_training_data
+
+    assert read_training_data(model)["train_split"] == "test[:50%]"
+    # Without --split, a model file is evaluated on its own validation split.
+    run_cli("evaluate", model, "--data-dir", data, "--iwae-samples", 1, "--out", out_json)
+    assert json.loads(out_json.read_text())["split"] == "test[50%:]"
+
+
+def test_an_old_model_file_without_a_judge_split_still_evaluates(test_split_model, tmp_path):
+    """A model saved before files carried their training data, on data with no `train` split."""
+    old = tmp_path / "old.keras"
+    keras.models.load_model(test_split_model["model"]).save(old)  # no training-data entry
+    out_json = tmp_path / "e.json"
+    args = ["evaluate", old, "--data-dir", test_split_model["data"], "--split", "test[50%:]"]
+    result, out, err = run_cli(*args, "--iwae-samples", 1, "--out", out_json)
+    skipped = [line for line in out.splitlines() if "generation scores skipped" in line]
+    assert len(skipped) == 1 and "'train'" in skipped[0] and "--judge-split" in skipped[0]
+    assert err == ""
+    metrics = json.loads(out_json.read_text())
+    assert "generation" not in metrics and metrics["generation_skipped"] == skipped[0]
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and "Clustering" in out
+    # An explicit judge split still scores generation.
+    run_cli(*args, "--iwae-samples", 1, "--judge-split", "test[:50%]", "--out", out_json)
+    assert json.loads(out_json.read_text())["generation"]["judge"]["source"] == "test[:50%]"
+
+
+# A fit that runs until SIGTERM (what a job scheduler sends) after its first epoch; on each
+# backend, since where the signal lands (TensorFlow's or JAX's own code) is theirs.
+def test_sigterm_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, data_dir):
+    run = tmp_path / "run"
+    args = [str(a) for a in _fit_args(tmp_path, data_dir, "training.epochs=200")]
+    cmd = [sys.executable, "-c", "import sys; from kmixvae.cli import main; sys.exit(main())"]
+    env = {**os.environ, "KERAS_BACKEND": keras.backend.backend(), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    log = tmp_path / "terminated.log"
+    returncode = kill_when_ready(
+        [*cmd, *args, "--run-dir", str(run)],
+        (run / "checkpoints" / "last.json").is_file,
+        log_path=log,
+        env=env,
+        cwd=tmp_path,
+        signal_number=signal.SIGTERM,
+    )
+    assert returncode == 143, log.read_text()
+    last_line = log.read_text().strip().splitlines()[-1]
+    assert last_line.startswith("terminated (SIGTERM):"), last_line
+    assert f"continue it with: kmixvae fit --resume {run}" in last_line
+    state = json.loads((run / "checkpoints" / "last.json").read_text())
+    assert 1 <= state["epochs_done"] < 200
+    assert _temp_files(run) == []
+    # The advice works: the run continues from its checkpoint.
+    done = state["epochs_done"]
+    run_cli("fit", "--resume", run, "--set", f"training.epochs={done + 1}")
+    assert [int(r["epoch"]) for r in _history(run)] == list(range(1, done + 2))

@@ -146,7 +146,7 @@ def test_a_fresh_process_loads_a_model_trained_with_a_restart(tmp_path):
     path = tmp_path / "m.keras"
     _saved_after_restart(path, steps=2)
     code = (
-        "import sys; from kmixvae.training.fit import load_model_file; "
+        "import sys; from kmixvae.runs import load_model_file; "
         "m = load_model_file(sys.argv[1]); print(type(m.optimizer._learning_rate).__name__)"
     )
     out = subprocess.run(

@@ -47,7 +47,7 @@ def shipped(tmp_path_factory):
 
 
 def test_model_is_inference_only_and_smaller_than_the_checkpoint(shipped):
-    from kmixvae.training.fit import load_model_file
+    from kmixvae.runs import load_model_file
 
     assert shipped["out"].stat().st_size < (shipped["run"] / "model.keras").stat().st_size
     model = load_model_file(shipped["out"])

@@ -32,7 +32,7 @@ def card_value(pattern: str) -> str:
 
 @pytest.fixture(scope="module")
 def model():
-    from kmixvae.training.fit import load_model_file
+    from kmixvae.runs import load_model_file
 
     return load_model_file(SHIPPED)
 
@@ -107,3 +107,26 @@ def test_shipped_model_scores_what_its_card_says(model, mnist10k_dir):
     images, labels = load_split(DataConfig(source="idx", dir=str(mnist10k_dir)), split)
     metrics = evaluate_model(model, images, labels, iwae_samples=0)
     assert abs(metrics["accuracy"] - accuracy) <= 0.005, (metrics["accuracy"], accuracy)
+
+
+@once_in_tensorflow_pass("the command reads files only; loading on JAX: test_cross_backend")
+def test_the_cards_evaluate_command_runs_as_written(mnist10k_dir, monkeypatch):
+    """The card's `kmixvae evaluate` line, DIR being the data its card names (issue 23)."""
+    import shlex
+
+    line = card_value(r"\n    (kmixvae evaluate saved_models/\S+ --data-dir DIR [^\n]*)")
+    args = shlex.split(line)[1:]
+    args[args.index("DIR")] = str(mnist10k_dir)
+    monkeypatch.chdir(REPO_ROOT)
+    _, out, err = run_cli(*args)
+    accuracy = float(card_value(r"\| clustering \| accuracy \(1-to-1\) \| ([\d.]+)% \|")) / 100
+    assert f"accuracy (1-to-1) {accuracy:.4f}" in out
+    from kmixvae.runs import read_training_data
+
+    if read_training_data(SHIPPED) is None:
+        # A file shipped before model files carried their training split, on data with no
+        # `train` split: the generation scores are skipped, in one line that says why.
+        assert "generation scores skipped" in out and "--judge-split" in out
+    else:
+        assert "sample consistency" in out
+    assert err == ""

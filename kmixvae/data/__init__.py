@@ -20,6 +20,7 @@ _WHERE = {
     "make_dataset": "pipeline",
     "IDX_IMAGES_MAGIC": "sources",
     "IDX_LABELS_MAGIC": "sources",
+    "available_splits": "sources",
     "load_split": "sources",
     "load_splits": "sources",
     "read_idx": "sources",

@@ -3,7 +3,8 @@
 Images go in as uint8 `[N, H, W, C]` numpy arrays and come out as float32
 batches in [0, 1]. Training pipelines yield the images only (the model is
 unsupervised, so labels never reach `fit`); evaluation pipelines can yield
-`(x, y)`. Two implementations make the same batches (`data.pipeline`):
+`(x, y)`. Two implementations make the same batches, in the same order for
+a seed (`kmixvae.data.batching` draws both), (`data.pipeline`):
 `tf_data` (`tf.data`, feeds Keras 3 on both backends, needs TensorFlow) and
 `arrays` (`keras.utils.PyDataset` over numpy, `kmixvae.data.array_dataset`,
 needs no TensorFlow). `auto` takes `tf_data` where TensorFlow is installed
@@ -28,7 +29,16 @@ from typing import TYPE_CHECKING, Optional, Union
 import numpy as np
 
 from kmixvae.config import Config, DataConfig
-from kmixvae.data.batching import check_batch_inputs, pixel_scale
+from kmixvae.data.batching import (
+    batches_per_pass,
+    check_batch_inputs,
+    check_shard,
+    check_start_batch,
+    pass_order,
+    pass_picks,
+    pipeline_seed,
+    pixel_scale,
+)
 from kmixvae.data.sources import load_splits
 from kmixvae.errors import ConfigError, DataError
 
@@ -68,6 +78,61 @@ def resolve_pipeline(name: str = "auto") -> str:
     return name
 
 
+def _batched_passes(draw, n: int, batch_size: int, drop_remainder: bool, arrays: int = 1):
+    """A function from a pass number to that pass's batches of drawn elements.
+
+    `draw(pass_index)` returns a tuple of `arrays` int64 numpy arrays of
+    length `n`, the draws of one pass (`kmixvae.data.batching.pass_order`
+    and the like, so they are the `arrays` pipeline's); the pass is batched
+    as a single pass is, into tuples of `[B]` tensors.
+    """
+    import tensorflow as tf
+
+    def one_pass(p):
+        drawn = tf.numpy_function(lambda q: draw(int(q)), [p], [tf.int64] * arrays)
+        for a in drawn:
+            a.set_shape([n])
+        slices = tf.data.Dataset.from_tensor_slices(tuple(drawn))
+        return slices.batch(batch_size, drop_remainder=drop_remainder)
+
+    return one_pass
+
+
+def _pass_sequence(one_pass, start_batch: int, per_pass: int, repeat: bool) -> tf.data.Dataset:
+    """The batches of one pass after another from `start_batch` on (`repeat`), or of
+    one pass per iteration, the first iteration reading pass `start_batch // per_pass`."""
+    import tensorflow as tf
+
+    first_pass, skip = divmod(start_batch, per_pass)
+    if repeat:
+        batches = tf.data.Dataset.counter(first_pass).flat_map(one_pass).skip(skip)
+        length = tf.data.INFINITE_CARDINALITY
+    else:
+        counter = tf.Variable(first_pass - 1, dtype=tf.int64, trainable=False)
+        iteration = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64))
+        batches = iteration.map(lambda _: counter.assign_add(1)).flat_map(one_pass)
+        length = per_pass
+    # flat_map hides the length; Keras reads it (progress bar, end of epoch)
+    return batches.apply(tf.data.experimental.assert_cardinality(length))
+
+
+def _take_shard(batches: tf.data.Dataset, shard: tuple[int, int]) -> tf.data.Dataset:
+    """Each batch's `shard[0]`-th of `shard[1]` equal contiguous parts (of every
+    component), before any image is gathered: one process reads its own part."""
+    import tensorflow as tf
+
+    index, count = check_shard(shard)
+    if count == 1:
+        return batches
+
+    def part(*parts):
+        size = tf.shape(parts[0])[0] // count
+        out = tuple(p[index * size : (index + 1) * size] for p in parts)
+        return out if len(out) > 1 else out[0]
+
+    return batches.map(part)
+
+
 def make_dataset(
     images: np.ndarray,
     labels: Optional[np.ndarray] = None,
@@ -79,23 +144,35 @@ def make_dataset(
     drop_remainder: bool = False,
     with_labels: bool = False,
     repeat: bool = False,
+    start_batch: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> tf.data.Dataset:
     """Builds a batched, normalised, optionally shuffled `tf.data.Dataset`.
+
+    Each pass's order is `kmixvae.data.batching.pass_order(seed, pass, ...)`,
+    as in `ImageBatches`: the same batches as the `arrays` pipeline, and a
+    resumed run (`start_batch`) reads what an uninterrupted one reads.
 
     Args:
         images: uint8 `[N, H, W, C]` pixels 0-255 (float arrays are taken as
             already in [0, 1] and only cast to float32).
         labels: int `[N]` labels; needed only when `with_labels=True`.
         batch_size: examples per batch (the global batch size).
-        shuffle: shuffle the examples, with a new order every epoch.
-        seed: shuffle seed; the same seed gives the same sequence of epoch
+        shuffle: shuffle the examples, with a new order every pass.
+        seed: shuffle seed; the same seed gives the same sequence of pass
             orders. `None` = not reproducible.
-        shuffle_buffer: shuffle buffer size; 0 or a size of at least `N`
-            shuffles the whole dataset uniformly.
-        drop_remainder: drop the last, smaller batch.
+        shuffle_buffer: shuffle buffer size, as `tf.data.Dataset.shuffle`'s;
+            0 or a size of at least `N` shuffles the whole dataset uniformly.
+        drop_remainder: drop the last, smaller batch of each pass.
         with_labels: yield `(x, y)` (for evaluation) instead of `x` only.
-        repeat: repeat the (reshuffled) examples without end, before
-            batching, so that every batch is full; for `steps_per_epoch`.
+        repeat: one pass after another without end, each batched as a
+            single pass (for `fit` with `steps_per_epoch`).
+        start_batch: batches an uninterrupted run would have read before
+            this one starts (a run resumed at epoch `e`: `e * steps_per_epoch`);
+            without `repeat`, a whole number of passes.
+        shard: `(index, count)`: yield only the `index`-th of `count` equal
+            contiguous parts of every batch (one process's part of the
+            global batch, `Distribution.data_shard`).
 
     Returns:
         A prefetched dataset of float32 `[B, H, W, C]` batches in [0, 1]
@@ -111,27 +188,31 @@ def make_dataset(
     import tensorflow as tf
 
     images, labels = check_batch_inputs(images, labels, batch_size, with_labels)
-    if with_labels:
-        ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    else:
-        ds = tf.data.Dataset.from_tensor_slices(images)
     n = len(images)
-    if shuffle and n > 1:
-        buffer = n if shuffle_buffer <= 0 else min(shuffle_buffer, n)
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    per_pass = batches_per_pass(n, batch_size, drop_remainder)
+    start = check_start_batch(start_batch, max(per_pass, 1), repeat)
+    if not shuffle or n < 2:
+        ids = tf.data.Dataset.range(n).batch(batch_size, drop_remainder=drop_remainder)
+        ids = ids.repeat().skip(start) if repeat else ids
+    else:
+        key_seed = pipeline_seed(seed)
+        one_pass = _batched_passes(
+            lambda p: (pass_order(key_seed, p, n, shuffle_buffer),),
+            n,
+            batch_size,
+            drop_remainder,
+        )
+        ids = _pass_sequence(one_pass, start, max(per_pass, 1), repeat)
+    ids = _take_shard(ids, shard)
+    table = tf.constant(images)
+    label_table = tf.constant(labels) if with_labels else None
     scale = pixel_scale(images)
 
-    def normalise(x):
-        return tf.cast(x, tf.float32) * scale
+    def gather(idx):
+        x = tf.cast(tf.gather(table, idx), tf.float32) * scale
+        return (x, tf.gather(label_table, idx)) if with_labels else x
 
-    if with_labels:
-        ds = ds.map(lambda x, y: (normalise(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        ds = ds.map(normalise, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ids.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def make_neighbor_dataset(
@@ -142,11 +223,15 @@ def make_neighbor_dataset(
     seed: Optional[int] = None,
     drop_remainder: bool = False,
     repeat: bool = False,
+    start_batch: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> tf.data.Dataset:
     """Shuffled training batches of `{"x": x, "neighbor": x_nbr}` in [0, 1].
 
-    Each epoch pairs every image with one of its precomputed neighbours,
-    drawn anew (see `kmixvae.data.neighbors.pixel_neighbors`).
+    Each pass pairs every image with one of its precomputed neighbours,
+    drawn anew (see `kmixvae.data.neighbors.pixel_neighbors`); a pass's
+    order and picks are `kmixvae.data.batching.pass_order` / `pass_picks`,
+    as in `NeighborPairBatches` (the same batches for one seed).
 
     Args:
         images: uint8 `[N, H, W, C]` (or float in [0, 1]).
@@ -154,9 +239,12 @@ def make_neighbor_dataset(
             of that shape (assigning it changes the pairs of later batches).
         batch_size: examples per batch.
         seed: shuffle and draw seed.
-        drop_remainder: drop the last, smaller batch.
-        repeat: repeat the reshuffled images without end before batching
-            (see `make_dataset`).
+        drop_remainder: drop the last, smaller batch of each pass.
+        repeat: one pass after another without end (see `make_dataset`).
+        start_batch: batches an uninterrupted run would have read before
+            this one starts (see `make_dataset`).
+        shard: `(index, count)`: this process's part of every batch (see
+            `make_dataset`).
 
     Returns:
         A prefetched dataset of dicts of float32 `[B, H, W, C]` batches.
@@ -173,22 +261,30 @@ def make_neighbor_dataset(
         raise DataError(f"neighbors: expected shape ({len(images)}, k), got {shape}")
     scale = pixel_scale(images)
     table = tf.constant(images)
-    k = shape[1]
-    n = len(images)
-    ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    gen = tf.random.Generator.from_seed(0 if seed is None else seed)
+    n, k = shape
+    per_pass = batches_per_pass(n, batch_size, drop_remainder)
+    if per_pass == 0:
+        raise DataError(
+            f"batch_size: {batch_size} is larger than the {n} examples and the last batch "
+            "is dropped"
+        )
+    start = check_start_batch(start_batch, per_pass, repeat)
+    key_seed = pipeline_seed(seed)
 
-    def pair(idx):
-        pick = gen.uniform(tf.shape(idx), 0, k, dtype=tf.int64)
+    def draw(p):
+        order = pass_order(key_seed, p, n, 0)
+        return order, pass_picks(key_seed, p, n, k)[order]
+
+    one_pass = _batched_passes(draw, n, batch_size, drop_remainder, arrays=2)
+
+    def pair(idx, pick):
         j = tf.gather_nd(nbr, tf.stack([idx, pick], axis=1))
         x = tf.cast(tf.gather(table, idx), tf.float32) * scale
         x_nbr = tf.cast(tf.gather(table, j), tf.float32) * scale
         return {"x": x, "neighbor": x_nbr}
 
-    return ds.map(pair).prefetch(tf.data.AUTOTUNE)
+    batches = _take_shard(_pass_sequence(one_pass, start, per_pass, repeat), shard)
+    return batches.map(pair).prefetch(tf.data.AUTOTUNE)
 
 
 def neighbor_table(neighbors: np.ndarray, pipeline: str = "auto"):
@@ -219,6 +315,8 @@ def neighbor_dataset(
     seed: Optional[int] = None,
     drop_remainder: bool = False,
     repeat: bool = False,
+    start_batch: int = 0,
+    shard: tuple[int, int] = (0, 1),
     pipeline: str = "auto",
 ):
     """Training batches of `{"x": x, "neighbor": x_nbr}` on the chosen pipeline.
@@ -230,21 +328,26 @@ def neighbor_dataset(
         seed: shuffle and draw seed.
         drop_remainder: drop the last, smaller batch.
         repeat: never end (for `fit` with `steps_per_epoch`).
+        start_batch: batches an uninterrupted run would have read before
+            this one starts (a run resumed at epoch `e`: `e * steps_per_epoch`).
+        shard: `(index, count)`: this process's part of every batch.
         pipeline: `data.pipeline`.
 
     Returns:
         `make_neighbor_dataset(...)` (`tf_data`) or a `NeighborPairBatches`.
     """
+    kwargs = dict(
+        seed=seed,
+        drop_remainder=drop_remainder,
+        repeat=repeat,
+        start_batch=start_batch,
+        shard=shard,
+    )
     if resolve_pipeline(pipeline) == "tf_data":
-        ds = make_neighbor_dataset(
-            images, neighbors, batch_size, seed=seed, drop_remainder=drop_remainder
-        )
-        return ds.repeat() if repeat else ds
+        return make_neighbor_dataset(images, neighbors, batch_size, **kwargs)
     from kmixvae.data.array_dataset import NeighborPairBatches
 
-    return NeighborPairBatches(
-        images, neighbors, batch_size, seed=seed, drop_remainder=drop_remainder, repeat=repeat
-    )
+    return NeighborPairBatches(images, neighbors, batch_size, **kwargs)
 
 
 @dataclass
@@ -260,6 +363,8 @@ class DataBundle:
         shuffle_buffer: shuffle buffer of the training pipeline (0 = all).
         seed: shuffle seed of the training pipeline.
         pipeline: `data.pipeline`: `auto`, `tf_data` or `arrays`.
+        shard: `(index, count)`: the part of every batch this process reads
+            (`Distribution.data_shard`; `(0, 1)` = all of it).
 
     Example:
 
@@ -277,6 +382,7 @@ class DataBundle:
     shuffle_buffer: int = 10000
     seed: Optional[int] = 0
     pipeline: str = "auto"
+    shard: tuple[int, int] = (0, 1)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -318,6 +424,7 @@ class DataBundle:
         drop_remainder: bool = False,
         with_labels: bool = False,
         repeat: bool = False,
+        start_batch: int = 0,
     ) -> tf.data.Dataset:
         """Shuffled training batches of images in [0, 1] (see `make_dataset`).
 
@@ -326,6 +433,9 @@ class DataBundle:
             drop_remainder: drop the last, smaller batch.
             with_labels: yield `(x, y)` instead of `x`.
             repeat: repeat without end (see `make_dataset`).
+            start_batch: batches an uninterrupted run would have read before
+                this one starts (a run resumed at epoch `e`:
+                `e * steps_per_epoch`).
 
         Returns:
             The training `tf.data.Dataset` (or `ImageBatches`), reshuffled
@@ -338,6 +448,8 @@ class DataBundle:
             drop_remainder=drop_remainder,
             with_labels=with_labels,
             repeat=repeat,
+            start_batch=start_batch,
+            shard=self.shard,
         )
         if resolve_pipeline(self.pipeline) == "arrays":
             from kmixvae.data.array_dataset import ImageBatches
@@ -360,7 +472,11 @@ class DataBundle:
             from kmixvae.data.array_dataset import ImageBatches
 
             return ImageBatches(
-                self.val_images, self.val_labels, self.batch_size, with_labels=with_labels
+                self.val_images,
+                self.val_labels,
+                self.batch_size,
+                with_labels=with_labels,
+                shard=self.shard,
             )
         return make_dataset(
             self.val_images,
@@ -368,6 +484,7 @@ class DataBundle:
             self.batch_size,
             shuffle=False,
             with_labels=with_labels,
+            shard=self.shard,
         )
 
 

@@ -327,6 +327,19 @@ def _select(spec: str, raw: dict[str, Arrays], where: str) -> Arrays:
     return images, labels
 
 
+def available_splits(data_config: DataConfig) -> list[str] | None:
+    """The split names local files hold (`idx`, `npz`), e.g. `["test"]`; None for TFDS.
+
+    Raises:
+        DataError: the folder or file of `data.dir` cannot be used.
+    """
+    if data_config.source == "idx":
+        return _idx_available(_idx_folder(data_config.dir))
+    if data_config.source == "npz":
+        return _npz_available(_npz_keys(_npz_path(data_config.dir)))
+    return None
+
+
 def load_splits(data_config: DataConfig, specs: Sequence[str]) -> list[Arrays]:
     """Loads several split specs, reading each underlying file once.
 

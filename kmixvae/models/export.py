@@ -1,23 +1,22 @@
-"""Saving a trained `MixtureVAE` for inference: the weights and the config, no optimizer.
+"""An inference copy of a trained `MixtureVAE`: the weights and the config, no optimizer.
 
 A training checkpoint (`model.keras` of a run) also holds the optimizer's
 moments, which triple its size and are useless to a user who samples or
 encodes. `inference_copy` rebuilds the same model from its config, copies
 every weight (the channel mask and the batch-norm statistics included) and
-leaves it uncompiled, so `save_for_inference` writes only what inference reads.
+leaves it uncompiled, so that `kmixvae.runs.save_for_inference` writes only
+what inference reads.
 
 Example:
 
 ```python
 model = load_model_file("runs/film_het__20261126_090000")
-save_for_inference(model, "saved_models/mnist_film_het.keras")
-keras.models.load_model("saved_models/mnist_film_het.keras").encode(x)
+copy = inference_copy(model)       # no optimizer
+copy.encode(x)
 ```
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -52,23 +51,4 @@ def inference_copy(model):
     return copy
 
 
-def save_for_inference(model, path: str | Path) -> Path:
-    """Saves an inference copy of `model` (no optimizer state) atomically to a `.keras` file.
-
-    Args:
-        model: a built `MixtureVAE`.
-        path: destination, ending in `.keras`.
-
-    Returns:
-        The path written.
-    """
-    from kmixvae.training.callbacks import save_model_atomic
-
-    path = Path(path)
-    if path.suffix != ".keras":
-        raise ValueError(f"{str(path)!r}: must end with .keras")
-    save_model_atomic(inference_copy(model), path)
-    return path
-
-
-__all__ = ["inference_copy", "save_for_inference"]
+__all__ = ["inference_copy"]

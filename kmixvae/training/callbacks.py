@@ -1,10 +1,8 @@
 """Training callbacks: loss-term start epochs, gated early stopping, atomic checkpoints and history,
-NaN guard, held-out clustering accuracy and learning-rate logging."""
+NaN guard, held-out clustering accuracy, learning-rate logging and stopping on a signal."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import time
@@ -16,6 +14,9 @@ import numpy as np
 from kmixvae.data.neighbors import cosine_neighbors, mutual_neighbors
 from kmixvae.evaluation.metrics import clustering_accuracy
 from kmixvae.models.mixture_vae import LOSS_TERMS
+from kmixvae.runs import interrupts
+from kmixvae.runs.history import rows_to_csv
+from kmixvae.runs.model_files import save_model_atomic
 from kmixvae.utils.files import atomic_write, atomic_write_text
 from kmixvae.utils.images import as_float_images
 from kmixvae.utils.keras_adapter import learning_rate_schedule
@@ -287,42 +288,16 @@ class HistoryWriter(keras.callbacks.Callback):
         atomic_write_text(self.path, rows_to_csv(self.rows))
 
 
-def rows_to_csv(rows) -> str:
-    keys = []
-    for row in rows:
-        keys.extend(k for k in row if k not in keys)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=keys, restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
-
-
-def read_history_csv(path) -> list[dict]:
-    """Reads a `history.csv` back as a list of rows of floats, `epoch` an int.
-
-    `epoch` stays an int so that a resumed run's `HistoryWriter` writes the
-    earlier rows' epochs as `HistoryWriter` first wrote them (`1`, not `1.0`).
-    """
-    with open(path, newline="", encoding="utf-8") as f:
-        return [
-            {k: int(float(v)) if k == "epoch" else float(v) for k, v in row.items() if v != ""}
-            for row in csv.DictReader(f)
-        ]
-
-
-def save_model_atomic(model, path) -> None:
-    """`model.save(path)` through a temporary file and a rename."""
-    atomic_write(path, model.save)
-
-
 class Checkpointer(keras.callbacks.Callback):
     """Writes `last.keras` every epoch and `best.keras` on improvement, atomically.
 
     `last.json` beside `last.keras` records the completed epoch and the
     state of every callback with a `state_key` (its own best value included;
     see `restore_states`). Best checkpoints wait for the curriculum gate
-    (losses of earlier stages are not comparable).
+    (losses of earlier stages are not comparable). A Ctrl-C or SIGTERM that
+    arrives while they are written takes effect once they are
+    (`kmixvae.runs.interrupts.deferred`), so `last.keras` and `last.json`
+    always describe the same epoch.
 
     Args:
         folder: the `checkpoints/` folder.
@@ -352,6 +327,10 @@ class Checkpointer(keras.callbacks.Callback):
         logs = logs or {}
         if not math.isfinite(float(logs.get("loss", 0.0))):
             return  # keep the last good checkpoint
+        with interrupts.deferred():  # Ctrl-C or SIGTERM: last.keras and last.json agree
+            self._save(epoch, logs)
+
+    def _save(self, epoch, logs):
         save_model_atomic(self.model, self.folder / "last.keras")
         current = logs.get(self.monitor)
         if self.gate.open() and current is not None and math.isfinite(current):
@@ -369,6 +348,25 @@ class Checkpointer(keras.callbacks.Callback):
             if key and callback is not self:
                 state[key] = callback.get_state()
         atomic_write_text(self.folder / "last.json", json.dumps(state, indent=2))
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Stops training at the end of the current batch after Ctrl-C or SIGTERM.
+
+    `fit_run` trains inside `kmixvae.runs.interrupts.deferred`, which holds
+    the signal back; this raises it (`Interrupted`) at the end of a training
+    or validation batch, or of an epoch. Put it last, after the
+    `Checkpointer`, so that a completed epoch is saved before the run stops.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        interrupts.raise_pending()
+
+    def on_test_batch_end(self, batch, logs=None):
+        interrupts.raise_pending()
+
+    def on_epoch_end(self, epoch, logs=None):
+        interrupts.raise_pending()
 
 
 class PeriodicCallback(keras.callbacks.Callback):

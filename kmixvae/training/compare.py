@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from kmixvae.training.fit import check_run_dir
+from kmixvae.runs.folder import check_run_dir
 
 METRIC_KEYS = (
     ("best epoch", ("best", "epoch")),

@@ -1,21 +1,18 @@
 """`fit_run`: train a model from a config into a run folder (and resume one).
 
-A run folder `runs/<name>__<YYYYmmdd_HHMMSS>/` holds `config.json`,
-`model_summary.txt`, `history.csv`, `metrics.json`, `checkpoints/`
-(`last.keras` + `last.json`, `best.keras`), `tensorboard/` and `model.keras`.
-Every file is written through a temporary file and a rename.
+The run folder's layout, its claim and its model files: `kmixvae.runs`.
+Before training, `fit_run` claims the run folder (creating it and its
+marker, a real write) and checks that the saved model's path can be
+written, so a disk it cannot write fails at once, not after training.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import json
 import math
 import time
-import zipfile
-from datetime import datetime
 from pathlib import Path
 
 import keras
@@ -24,12 +21,15 @@ from kmixvae import config as config_lib
 from kmixvae.data import load_datasets
 from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
 from kmixvae.data.pipeline import neighbor_dataset, neighbor_table, resolve_pipeline
-from kmixvae.errors import ConfigError, ModelFileError, TrainingError
+from kmixvae.errors import TrainingError
 from kmixvae.evaluation.generation import end_of_run_generation
-from kmixvae.models import MixtureVAE  # registers every kmixvae class for load_model
 from kmixvae.models.factory import build_model
+from kmixvae.runs import interrupts
+from kmixvae.runs.folder import check_run_dir, check_writable, claim_run_dir, release_run_dir
+from kmixvae.runs.history import read_history_csv
+from kmixvae.runs.model_files import describe_training_data, load_model_file, save_model_atomic
 from kmixvae.training import callbacks as cb
-from kmixvae.training import progress
+from kmixvae.training import processes, progress
 from kmixvae.training import resume as resume_lib
 from kmixvae.training.channel_pruning import ChannelPruning
 from kmixvae.training.curriculum import ChannelCurriculum
@@ -43,8 +43,6 @@ from kmixvae.viz.report import write_report
 from kmixvae.viz.tensorboard_events import epoch_scalars_callback
 from kmixvae.viz.tensorboard_images import write_image_summaries
 
-RUN_MARKER = "config.json"
-
 
 @dataclasses.dataclass
 class RunResult:
@@ -55,30 +53,6 @@ class RunResult:
     history: list[dict]
     metrics: dict
     saved_model: Path
-
-
-def new_run_dir(config: config_lib.Config, run_dir: str | None = None) -> Path:
-    """`run_dir` if given, else `<output.runs_dir>/<name>__<timestamp>`; must not exist."""
-    if run_dir is None:
-        stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
-        path = Path(config.output.runs_dir) / f"{config.name}__{stamp}"
-    else:
-        path = Path(run_dir)
-    if path.exists() and any(path.iterdir()):
-        raise ConfigError(
-            f"run folder {str(path)!r} already exists and is not empty (use --resume to continue it)"
-        )
-    return path
-
-
-def check_run_dir(path: str | Path) -> Path:
-    """Checks that `path` is a kmixvae run folder."""
-    p = Path(path)
-    if not p.is_dir():
-        raise ModelFileError(f"run folder {str(p)!r} does not exist")
-    if not (p / RUN_MARKER).is_file():
-        raise ModelFileError(f"{str(p)!r} is not a kmixvae run folder (no {RUN_MARKER})")
-    return p
 
 
 def describe_run(config: config_lib.Config, model, dist) -> str:
@@ -141,36 +115,73 @@ def fit_run(
         A `RunResult`.
     """
     dist = configure_distribution(config)
+    if not dist.is_chief:  # process 0 writes the run; the others write a private copy
+        config, run_dir, resume, log = processes.private_outputs(config, dist, run_dir, resume)
+    processes.train_judges_here(dist)
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_dtype_policy(config.precision)
     data = load_datasets(config)
+    data.shard = dist.data_shard  # each process reads its part of every batch
     dist.check_batch_size(config.data.batch_size)
     data.check_batch_fits()
+    dist.check_split_batches("data.train_split", data.num_train, config.data.batch_size)
+    dist.check_split_batches("data.val_split", data.num_val, config.data.batch_size)
     path, state = _open_run_folder(config, run_dir, resume, log)
-    model = _build_or_restore_model(config, data, dist, path, state)
-    _write_summary(config, model, dist, path, log, full_output)
-    log(f"input pipeline: {describe_pipeline(config.data.pipeline)}")
-    callbacks = _callbacks(config, data, path, state, log, full_output)
-    train_ds = _train_dataset(config, data, callbacks, path, log)
-    wall = _train(config, model, train_ds, data, callbacks, state, path, verbose, full_output)
-    return _finish(config, model, data, callbacks, wall, path, log)
+    try:
+        model = _build_or_restore_model(config, data, dist, path, state)
+        _write_summary(config, model, dist, path, log, full_output)
+        log(f"input pipeline: {describe_pipeline(config.data.pipeline)}")
+        callbacks = _callbacks(config, data, path, state, log, full_output)
+        start_batch = _start_batch(config, data, state, log)
+        train_ds = _train_dataset(config, data, callbacks, path, log, start_batch)
+        wall = _train(config, model, train_ds, data, callbacks, state, path, verbose, full_output)
+        return _finish(config, model, data, callbacks, wall, path, log)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (`kmixvae.runs.interrupts`)
+        raise interrupts.Interrupted.of(e, run_dir=path) from None
+
+
+def _saved_model_path(config) -> Path:
+    return Path(config.output.saved_model or f"saved_models/{config.name}.keras")
 
 
 def _open_run_folder(config, run_dir, resume, log):
-    """The run folder (new, or the one resumed) with its config, and the resumed state."""
+    """The run folder (new, or the one resumed) with its config, and the resumed state.
+
+    Every path the run will write is checked first: the saved model's
+    (nothing written) and the run folder's, by claiming it and writing its
+    config; a new folder that cannot take its config is released again.
+    """
+    check_writable(_saved_model_path(config))
     if resume is not None:
         path = check_run_dir(resume)
         state = resume_lib.resume_state(path, log)
-    else:
-        path = new_run_dir(config, run_dir)
-        state = None
-    path.mkdir(parents=True, exist_ok=True)
-    config_lib.save_config(config, path / "config.json")
-    return path, state
+        config_lib.save_config(config, path / "config.json")
+        return path, state
+    path = claim_run_dir(config, run_dir)
+    try:
+        config_lib.save_config(config, path / "config.json")
+    except BaseException:
+        release_run_dir(path, remove_folder=run_dir is None)
+        raise
+    return path, None
+
+
+def _steps_per_epoch(config, data) -> int:
+    """Training steps an epoch: `training.steps_per_epoch`, else one pass over the data."""
+    return config.training.steps_per_epoch or data.steps_per_epoch()
+
+
+def _start_batch(config, data, state, log) -> int:
+    """Where the training batches start: 0, or after the epochs a resumed run trained."""
+    if not state:
+        return 0
+    start = state["epochs_done"] * _steps_per_epoch(config, data)
+    log(f"resume: the training batches continue at batch {start}, as an uninterrupted run's")
+    return start
 
 
 def _build_or_restore_model(config, data, dist, path, state):
-    steps = config.training.steps_per_epoch or data.steps_per_epoch()
+    steps = _steps_per_epoch(config, data)
     with dist.scope():
         if state is not None:
             model = load_model_file(path / "checkpoints" / "last.keras")
@@ -231,7 +242,7 @@ def _callbacks(config, data, path, state, log, full_output):
     rows = []
     if state and (path / "history.csv").is_file():
         done = state["epochs_done"]
-        rows = [r for r in cb.read_history_csv(path / "history.csv") if r["epoch"] <= done]
+        rows = [r for r in read_history_csv(path / "history.csv") if r["epoch"] <= done]
     callbacks.append(cb.HistoryWriter(path / "history.csv", rows=rows))
     es = config.training.early_stopping
     if es.enabled:  # before the Checkpointer, which records whether it stopped the run
@@ -247,6 +258,7 @@ def _callbacks(config, data, path, state, log, full_output):
         callbacks.extend(_tensorboard_callbacks(config, path, data))
     if not full_output:
         callbacks.append(progress.EpochLine(config.training.epochs, log=log))
+    callbacks.append(cb.StopOnSignal())  # last: a completed epoch is saved and printed first
     if state is not None:
         cb.restore_states(callbacks, state)
     return callbacks
@@ -256,12 +268,17 @@ def _monitor(data) -> str:
     return "val_loss" if data.num_val > 0 else "loss"
 
 
-def _train_dataset(config, data, callbacks, path, log):
+def _train_dataset(config, data, callbacks, path, log, start_batch):
     """The training dataset: images, or images paired with a k-NN neighbour (refreshed
-    from the encoder's features by a callback put first in `callbacks`)."""
-    repeat = config.training.steps_per_epoch is not None
+    from the encoder's features by a callback put first in `callbacks`).
+
+    One pass after another without end, read `_steps_per_epoch` batches an
+    epoch: each batch is a function of the seed and its place in the run
+    alone, so a resumed run (`start_batch`) reads what an uninterrupted one
+    reads, on either pipeline.
+    """
     if config.data.neighbors == 0:
-        return data.train_dataset(seed=config.seed, repeat=repeat)
+        return data.train_dataset(seed=config.seed, repeat=True, start_batch=start_batch)
     t_nbr = time.perf_counter()
     neighbors = pixel_neighbors(data.train_images, config.data.neighbors)
     if config.data.neighbor_mutual:
@@ -292,7 +309,9 @@ def _train_dataset(config, data, callbacks, path, log):
         config.data.batch_size,
         seed=config.seed,
         pipeline=config.data.pipeline,
-        repeat=repeat,
+        repeat=True,
+        start_batch=start_batch,
+        shard=data.shard,
     )
 
 
@@ -300,16 +319,17 @@ def _train(config, model, train_ds, data, callbacks, state, path, verbose, full_
     """`model.fit` from the resumed epoch; returns its wall seconds."""
     t0 = time.perf_counter()
     try:
-        model.fit(
-            train_ds,
-            validation_data=data.val_dataset() if data.num_val > 0 else None,
-            epochs=config.training.epochs,
-            initial_epoch=state["epochs_done"] if state else 0,
-            steps_per_epoch=config.training.steps_per_epoch,
-            callbacks=callbacks,
-            verbose=verbose if full_output else 0,
-            shuffle=False,  # the input pipeline shuffles with the config seed
-        )
+        with interrupts.deferred():  # Ctrl-C, SIGTERM: raised by StopOnSignal between batches
+            model.fit(
+                train_ds,
+                validation_data=data.val_dataset() if data.num_val > 0 else None,
+                epochs=config.training.epochs,
+                initial_epoch=state["epochs_done"] if state else 0,
+                steps_per_epoch=_steps_per_epoch(config, data),
+                callbacks=callbacks,
+                verbose=verbose if full_output else 0,
+                shuffle=False,  # the input pipeline shuffles with the config seed
+            )
     except Exception as e:  # out of memory is the one failure users must act on
         if _is_oom(e):
             raise TrainingError(
@@ -354,9 +374,10 @@ def _finish(config, model, data, callbacks, wall, path, log) -> RunResult:
             f"(judge {g['judge_accuracy']:.3f})"
         )
     atomic_write_text(path / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    cb.save_model_atomic(model, path / "model.keras")
-    saved = Path(config.output.saved_model or f"saved_models/{config.name}.keras")
-    cb.save_model_atomic(model, saved)
+    described = describe_training_data(config.data)
+    save_model_atomic(model, path / "model.keras", training_data=described)
+    saved = _saved_model_path(config)
+    save_model_atomic(model, saved, training_data=described)
     if config.output.report:
         _write_report(path, model, data, config, log)
     log(f"run folder: {path}")
@@ -446,41 +467,3 @@ def _tensorboard_callbacks(config, path, data):
             cb.PeriodicCallback(write_projector, config.training.epochs, config.training.epochs)
         )
     return callbacks
-
-
-def load_model_file(path: str | Path) -> keras.Model:
-    """Loads a kmixvae `.keras` file, or a run folder's model, with one-line errors."""
-
-    p = Path(path)
-    if p.is_dir():
-        check_run_dir(p)
-        for candidate in (
-            p / "model.keras",
-            p / "checkpoints" / "best.keras",
-            p / "checkpoints" / "last.keras",
-        ):
-            if candidate.is_file():
-                p = candidate
-                break
-        else:
-            raise ModelFileError(f"run folder {str(path)!r} holds no saved model yet")
-    if not p.exists():
-        raise ModelFileError(f"model file {str(p)!r} does not exist")
-    if p.suffix != ".keras":
-        raise ModelFileError(f"model file {str(p)!r} is not a .keras file")
-    if not zipfile.is_zipfile(p):  # Keras reports a corrupt archive as "File not found"
-        raise ModelFileError(
-            f"model file {str(p)!r} is not a valid .keras (zip) file "
-            f"({p.stat().st_size} bytes): it is corrupt, truncated or empty"
-        )
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            model = keras.models.load_model(p)
-    except Exception as e:  # Keras raises many types for a bad file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelFileError(f"model file {str(p)!r} cannot be loaded: {first[:200]}") from None
-    if not isinstance(model, MixtureVAE):
-        raise ModelFileError(
-            f"model file {str(p)!r} is not a kmixvae model (it holds a {type(model).__name__})"
-        )
-    return model

@@ -59,6 +59,39 @@ def check_resume_overrides(overrides) -> None:
             )
 
 
+def check_resume_data_dir(run_dir: str | Path, data_dir) -> None:
+    """Raises `ConfigError` when `--data-dir` names other data than the run trained on.
+
+    A resumed run trains on its own data. `--data-dir` may repeat the run's
+    `data.dir` (the same folder, however it is spelled); a different folder,
+    or one given to a run that read TFDS, would train the rest of the run on
+    other images.
+    """
+    if data_dir is None:
+        return
+    run_config = Path(run_dir) / "config.json"
+    try:
+        data = json.loads(run_config.read_text(encoding="utf-8")).get("data", {})
+        own = data.get("dir") if isinstance(data, dict) else None
+    except (OSError, ValueError, AttributeError):
+        return  # loading the config reports what is wrong with it
+    if own is not None and _same_folder(own, data_dir):
+        return
+    trained_on = f"data.dir {own!r}" if own is not None else "TFDS (no data.dir)"
+    raise ConfigError(
+        f"--data-dir {str(data_dir)!r}: the run {str(run_dir)!r} trained on {trained_on}; "
+        "a resumed run keeps its data (drop --data-dir, or start a new run)"
+    )
+
+
+def _same_folder(a, b) -> bool:
+    a, b = Path(a).expanduser(), Path(b).expanduser()
+    try:
+        return a.samefile(b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
 def record_resume_overrides(run_dir: str | Path, overrides) -> None:
     """Appends this resume's `--set` overrides to the run's `resume_overrides.json`."""
     if not overrides:

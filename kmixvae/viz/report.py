@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from kmixvae.evaluation.metrics import clustering_accuracy
+from kmixvae.runs.model_files import load_model_file
 from kmixvae.utils.files import atomic_write_text
 from kmixvae.utils.images import as_float_images
 from kmixvae.viz.figures import (
@@ -564,8 +565,6 @@ def write_report(
         config = _read_json(source / "config.json")
     files.update(metric_files or {})
     if model is None:
-        from kmixvae.training.fit import load_model_file
-
         model = load_model_file(source)
     if images is None:
         from kmixvae import config as config_lib

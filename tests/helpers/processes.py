@@ -1,4 +1,4 @@
-"""Runs a command in a subprocess and SIGKILLs it once a condition holds (crash tests)."""
+"""Runs a command in a subprocess and signals it (SIGKILL by default) once a condition holds."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ def kill_when_ready(
     cwd: Path,
     deadline_s: float = 400.0,
     poll_s: float = 0.05,
+    signal_number: int = signal.SIGKILL,
 ) -> int:
-    """Starts `command`, SIGKILLs it as soon as `ready()` is true, and reaps it.
+    """Starts `command`, sends it `signal_number` as soon as `ready()` is true, and reaps it.
 
     The test fails (with the process's output) if the process exits on its
     own before `ready()` holds, or if `ready()` does not hold within
@@ -36,9 +37,12 @@ def kill_when_ready(
         cwd: working directory of the process.
         deadline_s: seconds to wait for `ready()` before failing the test.
         poll_s: seconds between two calls of `ready()`.
+        signal_number: the signal to send (SIGKILL: a crash; SIGTERM: what a
+            job scheduler sends, which the process may handle).
 
     Returns:
-        The process's return code (`-signal.SIGKILL` when the kill landed).
+        The process's return code (`-signal.SIGKILL` when the kill landed; a
+        process that handles the signal returns its own exit code).
     """
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -55,8 +59,8 @@ def kill_when_ready(
                 if time.monotonic() > deadline:
                     pytest.fail(f"the process was not ready after {deadline_s:g} s")
                 time.sleep(poll_s)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=60)
+            proc.send_signal(signal_number)
+            proc.wait(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
