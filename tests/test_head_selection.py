@@ -82,6 +82,15 @@ def test_matching_order_renumbers_a_permuted_partition():
     assert (np.asarray(order)[reference] == other).mean() > 0.9
 
 
+def _heads_model(heads, selection_epoch):
+    """The tiny model for 16x16 bars with `heads` candidate heads, trained by self-labelling."""
+    return tiny_model(
+        image_shape=(16, 16, 1),
+        model={"encoder": {"heads": heads, "head_selection_epoch": selection_epoch}},
+        loss=SELF_LABEL,
+    )
+
+
 def _kernels(model):
     enc = model.encoder
     heads = [enc.channel_logits, *enc.candidate_logits]
@@ -89,11 +98,7 @@ def _kernels(model):
 
 
 def test_every_head_trains_until_the_selection_then_only_the_first():
-    model = tiny_model(
-        image_shape=(16, 16, 1),
-        model={"encoder": {"heads": 3, "head_selection_epoch": 1}},
-        loss=SELF_LABEL,
-    )
+    model = _heads_model(3, 1)
     # Plain SGD: with momentum the other heads would drift on zero gradients (JAX).
     model.compile(optimizer=keras.optimizers.SGD(0.5))
     x, _ = _bars(n=32)
@@ -110,11 +115,7 @@ def test_every_head_trains_until_the_selection_then_only_the_first():
 
 
 def test_select_head_copies_the_chosen_head_renumbered():
-    model = tiny_model(
-        image_shape=(16, 16, 1),
-        model={"encoder": {"heads": 3, "head_selection_epoch": 1}},
-        loss=SELF_LABEL,
-    )
+    model = _heads_model(3, 1)
     x, _ = _bars(n=8)
     channels = model.head_channels(x)
     order = [2, 0, 1]
@@ -129,11 +130,7 @@ def test_select_head_copies_the_chosen_head_renumbered():
 
 
 def test_the_callback_keeps_the_most_stable_head_at_its_epoch():
-    model = tiny_model(
-        image_shape=(16, 16, 1),
-        model={"encoder": {"heads": 3, "head_selection_epoch": 2}},
-        loss=SELF_LABEL,
-    )
+    model = _heads_model(3, 2)
     x, _ = _bars(n=32)
     stability, _ = augmentation_stability(model, x, seed=5)
     channels = model.head_channels(x)
@@ -156,11 +153,7 @@ def test_the_callback_keeps_the_most_stable_head_at_its_epoch():
 
 
 def test_the_selection_survives_saving(tmp_path):
-    model = tiny_model(
-        image_shape=(16, 16, 1),
-        model={"encoder": {"heads": 2, "head_selection_epoch": 3}},
-        loss=SELF_LABEL,
-    )
+    model = _heads_model(2, 3)
     model.select_head(1)
     path = tmp_path / "m.keras"
     model.save(path)
