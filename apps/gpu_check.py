@@ -166,6 +166,17 @@ def is_accelerator(device: str) -> bool:
     return kind not in ("cpu",)
 
 
+def with_user_overrides(defaults: list[str], user: list[str]) -> list[str]:
+    """`defaults` then `user`, dropping each default whose key the user sets.
+
+    `kmixvae` refuses a key given twice (the last would silently win), so the
+    check's own settings give way to the user's `--set` for the same key.
+    """
+    user_keys = {item.partition("=")[0].strip() for item in user}
+    kept = [item for item in defaults if item.partition("=")[0].strip() not in user_keys]
+    return kept + list(user)
+
+
 def fit_worker(args) -> int:
     """Runs in a subprocess with KERAS_BACKEND set: times the default config's training step."""
     import keras
@@ -179,14 +190,16 @@ def fit_worker(args) -> int:
     from kmixvae.training.distribution import configure_distribution
     from kmixvae.training.optimizers import make_optimizer
 
-    overrides = [
-        "data.source=idx",
-        f"data.dir={args.data_dir}",
-        "data.train_split=test",
-        "data.val_split=",
-        "distribution.strategy=auto",
-        *args.set,
-    ]
+    overrides = with_user_overrides(
+        [
+            "data.source=idx",
+            f"data.dir={args.data_dir}",
+            "data.train_split=test",
+            "data.val_split=",
+            "distribution.strategy=auto",
+        ],
+        args.set,
+    )
     config = load_config(args.config, overrides=overrides)
     dist = configure_distribution(config)
     keras.utils.set_random_seed(config.seed)
@@ -534,27 +547,22 @@ def main(argv=None) -> int:
             str(data_dir),
             "--run-dir",
             str(run_dir),
-            "--set",
+        ]
+        check_sets = [
             "data.train_split=test[:80%]",
-            "--set",
             "data.val_split=test[80%:]",
-            "--set",
             "distribution.strategy=auto",
-            "--set",
             "training.epochs=2",
             # the second epoch starts with what epoch 11 of the full run does
-            "--set",
             "data.neighbor_refresh_epoch=1",
-            "--set",
             "training.restart_epoch=1",
-            "--set",
             f"output.saved_model={work_dir / f'cli_fit_{backend}.keras'}",
         ]
         if _self_labelling_on(args):  # a switched-off section's keys are errors
-            cli += ["--set", "loss.self_label.start_epoch=1"]
+            check_sets.append("loss.self_label.start_epoch=1")
         if _config_value(args, ("model", "encoder", "heads"), 1) > 1:
-            cli += ["--set", "model.encoder.head_selection_epoch=1"]
-        for override in args.set:
+            check_sets.append("model.encoder.head_selection_epoch=1")
+        for override in with_user_overrides(check_sets, args.set):
             cli += ["--set", override]
         log(f"[{backend}] kmixvae fit, 2 epochs (refresh, restart, self-labelling at epoch 2) ...")
         rc, out, wall = _run(cli, backend, timeout())
