@@ -101,8 +101,10 @@ class _Group(click.Group):
 
 SET_HELP = "Override a config value, e.g. --set model.decoder.conditioning=film (repeatable)."
 DATA_DIR_HELP = (
-    "Train/evaluate from local files in DIR: IDX files (train-images-idx3-ubyte[.gz], ...) or mnist.npz. "
-    "Sets data.dir, and data.source to idx or npz from what DIR holds."
+    "Train/evaluate from local files in DIR: IDX files (train-images-idx3-ubyte[.gz], ...), "
+    "an .npz (or DIR is the .npz file), or PNG/JPEG files (one sub-folder per class gives "
+    "labels; a flat folder gives none). Sets data.dir, and data.source to idx, npz or folder "
+    "from what DIR holds."
 )
 
 
@@ -289,7 +291,7 @@ def evaluate(
     out_path = _out_file(out, ".json") if out else None
     model, images, labels, split = model_and_data(model_path, data_dir, split, dataset)
     judge = skipped = None
-    if samples_per_channel:
+    if samples_per_channel and labels is not None:
         judge, skipped = load_judge(model_path, data_dir, dataset, judge_split, images, split)
         if skipped:
             click.echo(skipped)
@@ -328,7 +330,7 @@ def visualize(
     """Draw every figure of what each channel learned (PNG)."""
     from kmixvae.evaluation.generation import generation_metrics
     from kmixvae.runs import history_columns, load_judge, model_and_data, read_history_csv
-    from kmixvae.viz.figures import make_all_figures
+    from kmixvae.viz.figures import LABEL_FIGURES, make_all_figures
 
     if out_dir is None:
         if not Path(model_path).is_dir():
@@ -342,7 +344,9 @@ def visualize(
     if Path(model_path).is_dir() and hist_file.is_file():
         history = history_columns(read_history_csv(hist_file))
     generation = None
-    if samples_per_channel:
+    if samples_per_channel and labels is None:
+        click.echo("generation scores skipped (the data has no labels)")
+    elif samples_per_channel:
         judge, skipped = load_judge(model_path, data_dir, dataset, judge_split, images, split)
         if skipped:
             click.echo(skipped)
@@ -350,6 +354,8 @@ def visualize(
             generation = generation_metrics(
                 model, judge, images, labels, n_per_channel=samples_per_channel
             )
+    if labels is None:
+        click.echo("figures skipped (the data has no labels): " + ", ".join(LABEL_FIGURES))
     paths = make_all_figures(
         model,
         images,
@@ -439,7 +445,10 @@ def encode(model_path, data_dir, dataset, split, out):
     model, images, labels, split = model_and_data(model_path, data_dir, split, dataset)
 
     enc = encode_with_progress(model, images, label=f"encode {split}")
-    enc["label"] = labels
+    if labels is None:
+        click.echo("label: not written (the data has no labels)")
+    else:
+        enc["label"] = labels
 
     atomic_write(out_path, lambda tmp: np.savez_compressed(open(tmp, "wb"), **enc))
     click.echo(f"wrote {out_path} ({len(images)} images of {split})")
@@ -499,6 +508,9 @@ def report(model_path, data_dir, dataset, split, metrics_files, out):
         if not isinstance(extra[Path(f).name], dict):
             raise ConfigError(f"--metrics {f!r}: holds no JSON object")
     model, images, labels, split = model_and_data(model_path, data_dir, split, dataset)
+    if labels is None:
+        click.echo("report: not written (the data has no labels)")
+        return
     path = write_report(
         model_path,
         out_path,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -48,9 +49,21 @@ def _sub(cls):
 
 @dataclass
 class DataConfig:
-    name: str = _opt("mnist", choices=("mnist", "fashion_mnist", "kmnist"))
-    source: str = _opt("tfds", choices=("tfds", "idx", "npz"))
-    dir: Optional[str] = _opt(None, doc="folder of IDX files or of mnist.npz; TFDS data_dir")
+    name: str = _opt(
+        "mnist",
+        doc="TFDS dataset with an `image` feature (`label` optional), e.g. mnist, "
+        "fashion_mnist, cifar10, svhn_cropped, emnist/digits (data.source=tfds only)",
+    )
+    source: str = _opt(
+        "tfds",
+        choices=("tfds", "idx", "npz", "folder"),
+        doc="tfds, IDX files, an .npz (x_<split>, optional y_<split>), or a folder of "
+        "PNG/JPEG files (one sub-folder per class gives labels); --data-dir picks it "
+        "from what DIR holds",
+    )
+    dir: Optional[str] = _opt(
+        None, doc="folder of IDX files, of image files or of an .npz; an .npz file; TFDS data_dir"
+    )
     train_split: str = _opt("train")
     val_split: str = _opt("test")
     batch_size: int = _opt(128, lo=1, doc="global batch size (across all replicas)")
@@ -460,6 +473,18 @@ def check_switched_off(config: Config, node=None, path: str = "") -> None:
                 )
 
 
+# A TFDS dataset name: `name`, `name/config`, optionally `:version`.
+_TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[A-Za-z0-9_.-]+)?(:[0-9.*]+)?$")
+
+
+def _check_data_name(data: DataConfig) -> None:
+    if not _TFDS_NAME.match(data.name):
+        raise ConfigError(
+            f"data.name: {data.name!r} is not a TFDS dataset name (e.g. mnist, cifar10, "
+            "emnist/digits, mnist:3.*)"
+        )
+
+
 def _check_splits(data: DataConfig) -> None:
     """Split specs follow the TFDS grammar (checked here, before any data is read)."""
     from kmixvae.data.splits import parse_split
@@ -519,6 +544,7 @@ def _check_name(name: str) -> None:
 def validate(config: Config) -> Config:
     """Checks rules that tie several keys together; returns the config."""
     _check_name(config.name)
+    _check_data_name(config.data)
     _check_splits(config.data)
     m, cur, dec = config.model, config.curriculum, config.model.decoder
     k = m.num_channels

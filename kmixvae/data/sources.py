@@ -1,7 +1,8 @@
-"""Loading MNIST-style image data as numpy arrays from TFDS, IDX files or an .npz.
+"""Loading image data as numpy arrays from TFDS, IDX files, an .npz or a folder of image files.
 
-Every loader returns `images` as uint8 `[N, H, W, C]` (with a channel axis)
-and `labels` as int64 `[N]`. Every problem with the data (missing files,
+Every loader returns `images` as uint8 `[N, H, W, C]` (with a channel axis, any
+`H x W x C`) and `labels` as int64 `[N]`, or `None` for unlabelled data (a
+flat image folder, an .npz with `x_<split>` but no `y_<split>`). Every problem with the data (missing files,
 corrupt or truncated files, wrong keys, unknown splits, an unprepared TFDS
 dataset) raises `DataError` with one line naming the file or split.
 
@@ -12,8 +13,15 @@ Sources (`DataConfig.source`):
   `train`) and `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]`
   (split `test`). Only the files of the requested splits are read.
 - `npz`: the `mnist.npz` layout (`x_train`, `y_train`, `x_test`, `y_test`),
-  `DataConfig.dir` being the .npz file or a folder holding `mnist.npz`.
-- `tfds`: a TFDS dataset in `DataConfig.dir` (or the TFDS default folder).
+  `DataConfig.dir` being the .npz file or a folder holding `mnist.npz` (or
+  holding one .npz). `x_<split>` is uint8 `[N, H, W]` or `[N, H, W, C]` of
+  any size; without `y_<split>` the split is unlabelled.
+- `folder`: a folder of PNG/JPEG files (`kmixvae.data.image_folder`): one
+  sub-folder per class gives labels (classes numbered in sorted name order),
+  a flat folder gives none; the whole folder is split `train`, or its
+  `train`/`test`/`validation` sub-folders are the splits.
+- `tfds`: any TFDS image dataset (an `image` feature; `label` optional) in
+  `DataConfig.dir` (or the TFDS default folder).
   An unprepared dataset is downloaded and prepared when the network is
   reachable (`TFDS_PROBE_HOST`, a 3-second probe), and fails at once with
   one line saying how to use local files when it is not.
@@ -34,10 +42,12 @@ import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from kmixvae.config import DataConfig
+from kmixvae.data.image_folder import folder_class_names, folder_splits, read_image_folder
 from kmixvae.data.splits import parse_split, resolve_split, split_names
 from kmixvae.errors import DataError
 
@@ -59,7 +69,21 @@ LOCAL_FILES_HINT = (
 # TFDS downloads MNIST from Google Cloud Storage: the host the network probe tries.
 TFDS_PROBE_HOST = ("storage.googleapis.com", 443)
 
-Arrays = tuple[np.ndarray, np.ndarray]
+# (images, labels): labels is None for unlabelled data.
+Arrays = tuple[np.ndarray, Optional[np.ndarray]]
+
+# Image channels the figures and image grids can draw: grey, RGB, RGBA.
+IMAGE_CHANNELS = (1, 3, 4)
+
+
+def check_image_channels(images: np.ndarray, where: str) -> np.ndarray:
+    """Returns `images` (`[N, H, W, C]`) when C is 1, 3 or 4; raises `DataError` naming C otherwise."""
+    if images.shape[-1] not in IMAGE_CHANNELS:
+        raise DataError(
+            f"{where}: images of shape {tuple(images.shape[1:])} have {images.shape[-1]} "
+            "channels; kmixvae reads 1 (grey), 3 (RGB) or 4 (RGBA)"
+        )
+    return images
 
 
 # ---------------------------------------------------------------------------
@@ -183,6 +207,14 @@ def _npz_path(data_dir: str | None) -> Path:
         )
     path = Path(data_dir).expanduser()
     if path.is_dir():
+        found = sorted(p for p in path.glob("*.npz") if p.is_file())
+        if not (path / "mnist.npz").is_file() and len(found) == 1:
+            return found[0]
+        if len(found) > 1 and not (path / "mnist.npz").is_file():
+            raise DataError(
+                f"{path}: holds {len(found)} .npz files ({', '.join(p.name for p in found)}) "
+                "and no mnist.npz; pass the one to read as --data-dir FILE.npz"
+            )
         path = path / "mnist.npz"
     if not path.is_file():
         raise DataError(
@@ -200,14 +232,16 @@ def _npz_keys(path: Path) -> list[str]:
 
 
 def _npz_available(keys: Sequence[str]) -> list[str]:
-    return [k[2:] for k in keys if k.startswith("x_") and f"y_{k[2:]}" in keys]
+    """Split names: every `x_<split>` key (a split without `y_<split>` is unlabelled)."""
+    return [k[2:] for k in keys if k.startswith("x_")]
 
 
 def _load_npz_split(path: Path, split: str) -> Arrays:
     xk, yk = f"x_{split}", f"y_{split}"
     try:
         with np.load(path, allow_pickle=False) as f:
-            x, y = f[xk], f[yk]
+            x = f[xk]
+            y = f[yk] if yk in f.files else None
     except KeyError:
         raise DataError(f"{path}: no keys {xk!r}/{yk!r} for split {split!r}") from None
     except Exception as e:
@@ -216,10 +250,13 @@ def _load_npz_split(path: Path, split: str) -> Arrays:
         x = x[..., None]
     if x.ndim != 4 or len(x) == 0:
         raise DataError(f"{path}: {xk!r} has shape {x.shape}; expected [N, H, W] or [N, H, W, C]")
+    check_image_channels(x, f"{path}: {xk!r}")
     if x.dtype != np.uint8:
         if not np.issubdtype(x.dtype, np.integer) or x.min() < 0 or x.max() > 255:
             raise DataError(f"{path}: {xk!r} must hold uint8 pixels 0-255 (found dtype {x.dtype})")
         x = x.astype(np.uint8)
+    if y is None:
+        return x, None
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -230,6 +267,26 @@ def _load_npz_split(path: Path, split: str) -> Arrays:
     if len(x) != len(y):
         raise DataError(f"{path}: {len(y)} labels in {yk!r} but {len(x)} images in {xk!r}")
     return x, y.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------
+# Image folder
+# ---------------------------------------------------------------------------
+
+
+def _image_folder(data_dir: str | None) -> Path:
+    if not data_dir:
+        raise DataError(
+            "data.dir: must be set for data.source=folder (a folder of PNG/JPEG files, "
+            "one sub-folder per class for labels)"
+        )
+    folder = Path(data_dir).expanduser()
+    if not folder.is_dir():
+        raise DataError(
+            f"data.dir {str(folder)!r}: not a folder (data.source=folder needs a folder of "
+            "PNG/JPEG files)"
+        )
+    return folder
 
 
 # ---------------------------------------------------------------------------
@@ -282,12 +339,20 @@ def _load_tfds(name: str, spec: str, data_dir: str | None) -> Arrays:
     available = list(builder.info.splits.keys())
     if available:  # empty only under tfds.testing.mock_data
         split_names(spec, available, where=where)
+    features = builder.info.features
+    keys = list(features.keys()) if hasattr(features, "keys") else []
+    if "image" not in keys:
+        raise DataError(
+            f"{where}: has no 'image' feature (features: {', '.join(keys) or 'none'}); "
+            "kmixvae reads TFDS image datasets"
+        )
+    with_labels = "label" in keys
     try:
-        if builder.info.supervised_keys:
-            ds = builder.as_dataset(split=spec, as_supervised=True, shuffle_files=False)
-        else:  # e.g. tfds.testing.DummyMnist: {"image": ..., "label": ...}
-            ds = builder.as_dataset(split=spec, shuffle_files=False)
+        ds = builder.as_dataset(split=spec, shuffle_files=False)
+        if with_labels:
             ds = ds.map(lambda ex: (ex["image"], ex["label"]))
+        else:
+            ds = ds.map(lambda ex: (ex["image"], 0))
         xs, ys = [], []
         for x, y in tfds.as_numpy(ds.batch(8192)):
             xs.append(x)
@@ -303,9 +368,13 @@ def _load_tfds(name: str, spec: str, data_dir: str | None) -> Arrays:
     images = np.concatenate(xs)
     if images.ndim == 3:
         images = images[..., None]
-    if images.dtype != np.uint8:
-        raise DataError(f"{where}: images have dtype {images.dtype}; expected uint8")
-    return images, np.concatenate(ys).astype(np.int64)
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise DataError(
+            f"{where}: images of shape {images.shape[1:]} and dtype {images.dtype}; "
+            "expected uint8 [H, W] or [H, W, C] images of one size"
+        )
+    check_image_channels(images, where)
+    return images, (np.concatenate(ys).astype(np.int64) if with_labels else None)
 
 
 # ---------------------------------------------------------------------------
@@ -314,10 +383,16 @@ def _load_tfds(name: str, spec: str, data_dir: str | None) -> Arrays:
 
 
 def _select(spec: str, raw: dict[str, Arrays], where: str) -> Arrays:
-    ranges = resolve_split(spec, {k: len(v[1]) for k, v in raw.items()}, where=where)
+    ranges = resolve_split(spec, {k: len(v[0]) for k, v in raw.items()}, where=where)
     images = np.concatenate([raw[name][0][a:b] for name, a, b in ranges])
-    labels = np.concatenate([raw[name][1][a:b] for name, a, b in ranges])
-    if len(labels) == 0:
+    unlabelled = [name for name, _, _ in ranges if raw[name][1] is None]
+    if unlabelled and len(unlabelled) != len(ranges):
+        raise DataError(
+            f"split {spec!r}: joins labelled and unlabelled splits ({', '.join(unlabelled)} "
+            f"has no labels) from {where}"
+        )
+    labels = None if unlabelled else np.concatenate([raw[name][1][a:b] for name, a, b in ranges])
+    if len(images) == 0:
         raise DataError(f"split {spec!r}: selects no examples from {where}")
     shapes = {raw[name][0].shape[1:] for name, _, _ in ranges}
     if len(shapes) > 1:
@@ -328,7 +403,7 @@ def _select(spec: str, raw: dict[str, Arrays], where: str) -> Arrays:
 
 
 def available_splits(data_config: DataConfig) -> list[str] | None:
-    """The split names local files hold (`idx`, `npz`), e.g. `["test"]`; None for TFDS.
+    """The split names local files hold (`idx`, `npz`, `folder`), e.g. `["test"]`; None for TFDS.
 
     Raises:
         DataError: the folder or file of `data.dir` cannot be used.
@@ -337,6 +412,8 @@ def available_splits(data_config: DataConfig) -> list[str] | None:
         return _idx_available(_idx_folder(data_config.dir))
     if data_config.source == "npz":
         return _npz_available(_npz_keys(_npz_path(data_config.dir)))
+    if data_config.source == "folder":
+        return list(folder_splits(_image_folder(data_config.dir)))
     return None
 
 
@@ -348,7 +425,8 @@ def load_splits(data_config: DataConfig, specs: Sequence[str]) -> list[Arrays]:
         specs: split specs, e.g. `["test[:80%]", "test[80%:]"]`.
 
     Returns:
-        One `(images, labels)` pair per spec: uint8 `[N, H, W, C]` and int64 `[N]`.
+        One `(images, labels)` pair per spec: uint8 `[N, H, W, C]` and int64
+        `[N]`, or `None` for unlabelled data.
 
     Raises:
         DataError: any problem with the files, the keys or the splits.
@@ -368,8 +446,15 @@ def load_splits(data_config: DataConfig, specs: Sequence[str]) -> list[Arrays]:
         available = _npz_available(keys)
         where = f"{path} (keys found: {', '.join(keys) or 'none'})"
         load = lambda split: _load_npz_split(path, split)  # noqa: E731
+    elif source == "folder":
+        root = _image_folder(data_config.dir)
+        splits = folder_splits(root)
+        classes = folder_class_names(splits)
+        available = list(splits)
+        where = f"{root} (split folders found: {', '.join(available)})"
+        load = lambda split: read_image_folder(splits[split], classes)[:2]  # noqa: E731
     else:
-        raise DataError(f"data.source: {source!r} is not one of tfds, idx, npz")
+        raise DataError(f"data.source: {source!r} is not one of tfds, idx, npz, folder")
     needed: list[str] = []
     for spec in specs:
         needed += [n for n in split_names(spec, available, where=where) if n not in needed]
@@ -386,7 +471,9 @@ def load_split(data_config: DataConfig, split: str) -> Arrays:
             `"train[1000:2000]"`.
 
     Returns:
-        `(images, labels)`: uint8 `[N, H, W, C]` and int64 `[N]`.
+        `(images, labels)`: uint8 `[N, H, W, C]` and int64 `[N]` (`None`
+        for unlabelled data: a flat image folder, an .npz without `y_<split>`,
+        a TFDS dataset without a `label` feature).
 
     Raises:
         DataError: any problem with the files, the keys or the split.

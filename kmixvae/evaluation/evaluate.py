@@ -47,12 +47,22 @@ IWAE_ESTIMATOR = (
 )
 
 
-def _check_inputs(images, labels) -> tuple[np.ndarray, np.ndarray]:
+LABELS_SKIPPED = (
+    "label metrics skipped (the data has no labels): clustering accuracy, purity, NMI, ARI, "
+    "specialised channels, generation scores"
+)
+
+
+def _check_inputs(images, labels) -> tuple[np.ndarray, np.ndarray | None]:
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4:
         raise ValueError(f"images: expected [N, H, W, C], got shape {images.shape}")
+    if labels is None:
+        if images.shape[0] == 0:
+            raise ValueError("images: no images to evaluate")
+        return images, None
     labels = np.asarray(labels).reshape(-1)
     if labels.shape[0] != images.shape[0]:
         raise ValueError(f"labels: {labels.shape[0]} labels for {images.shape[0]} images")
@@ -176,7 +186,10 @@ def evaluate_model(
     Args:
         model: a built `MixtureVAE`.
         images: `(N, H, W, C)` uint8 pixels 0-255 or floats in [0, 1].
-        labels: `(N,)` int true labels (evaluation only).
+        labels: `(N,)` int true labels (evaluation only), or `None` for
+            unlabelled data: every metric that needs labels (clustering,
+            purity, specialised channels, generation) is then `None` and
+            `labels_skipped` says so.
         batch_size: int. Images per batch.
         iwae_samples: int. k of the IWAE bound (0 skips it).
         usage_min: float. Usage threshold of a specialised channel.
@@ -229,7 +242,7 @@ def evaluate_model(
     mean = {key: value / n for key, value in sums.items()}
     soft_usage = q_sum / n
     report = channel_report(
-        labels,
+        np.zeros(n, np.int64) if labels is None else labels,
         channel,
         confidence,
         k_all,
@@ -237,6 +250,11 @@ def evaluate_model(
         purity_min=purity_min,
         active_channels=model.active_channels,
     )
+    if labels is None:  # usage and confidence stand; what needs labels is unknown
+        for ch in report["channels"]:
+            ch.update(purity=None, majority_label=None, specialised=None)
+        report.update(specialised_count=None, specialised_channels=[], garbage_channels=[])
+        judge = None
     for ch in report["channels"]:
         ch["soft_usage"] = float(soft_usage[ch["channel"]])
     p = soft_usage[soft_usage > 0]
@@ -268,16 +286,23 @@ def evaluate_model(
             "judge_holdout_accuracy": gen["judge_holdout_accuracy"],
             "generation": gen,
         }
+    if labels is None:
+        clustering = {"accuracy": None, "purity": None, "nmi": None, "ari": None}
+        clustering["labels_skipped"] = LABELS_SKIPPED
+    else:
+        clustering = {
+            "accuracy": clustering_accuracy(labels, channel),
+            "purity": purity(labels, channel),
+            "nmi": nmi(labels, channel),
+            "ari": ari(labels, channel),
+        }
     return {
         "num_images": int(n),
         "image_shape": [int(s) for s in images.shape[1:]],
         "num_channels": int(k_all),
         "active_channels": [int(c) for c in model.active_channels],
         "latent_dim": int(model.latent_dim),
-        "accuracy": clustering_accuracy(labels, channel),
-        "purity": purity(labels, channel),
-        "nmi": nmi(labels, channel),
-        "ari": ari(labels, channel),
+        **clustering,
         **report,
         "usage_entropy": float(-np.sum(p * np.log(p))),
         "likelihood_head": type(head).__name__,
@@ -324,9 +349,16 @@ def format_report(metrics: dict) -> str:
         f"{len(m['active_channels'])}/{m['num_channels']} channels active, "
         f"latent dim {m['latent_dim']}",
         "",
-        "Clustering (argmax q(c|x) vs labels)",
-        f"  accuracy (1-to-1) {_fmt(m['accuracy'])}   purity (many-to-1) {_fmt(m['purity'])}"
-        f"   NMI {_fmt(m['nmi'])}   ARI {_fmt(m['ari'])}",
+    ]
+    if m.get("labels_skipped"):
+        lines.append(m["labels_skipped"])
+    else:
+        lines += [
+            "Clustering (argmax q(c|x) vs labels)",
+            f"  accuracy (1-to-1) {_fmt(m['accuracy'])}   purity (many-to-1) "
+            f"{_fmt(m['purity'])}   NMI {_fmt(m['nmi'])}   ARI {_fmt(m['ari'])}",
+        ]
+    lines += [
         "",
         f"Channels (specialised: usage >= {m['usage_min']:g} and purity >= {m['purity_min']:g})",
         f"  {'ch':>3} {'active':>6} {'count':>7} {'usage':>7} {'q mean':>7} {'purity':>7} "
@@ -335,6 +367,8 @@ def format_report(metrics: dict) -> str:
     for ch in m["channels"]:
         if ch["specialised"]:
             status = "specialised"
+        elif ch["specialised"] is None and ch["active"]:
+            status = "active"
         elif ch["active"]:
             status = "garbage"
         else:

@@ -35,22 +35,33 @@ from kmixvae.utils.images import as_float_images
 
 
 def detect_source(folder: str | Path) -> str:
-    """The `data.source` a `--data-dir` folder holds: `idx` (IDX files) or `npz`.
+    """The `data.source` a `--data-dir` path holds: `idx`, `npz` or `folder` (image files).
+
+    An `.npz` file is `npz`; a folder with IDX files is `idx`, one with an
+    `.npz` is `npz`, and one holding PNG/JPEG files (directly or in
+    sub-folders: classes, or `train`/`test` splits) is `folder`.
 
     Raises:
-        DataError: `folder` is not a folder or holds neither.
+        DataError: `folder` is neither an .npz file nor a folder, or holds none of these.
     """
+    from kmixvae.data.image_folder import IMAGE_SUFFIXES, holds_images
+
     folder = Path(folder)
+    if folder.is_file() and folder.suffix.lower() == ".npz":
+        return "npz"
     if not folder.is_dir():
-        raise DataError(f"--data-dir {str(folder)!r}: not a folder")
+        raise DataError(f"--data-dir {str(folder)!r}: not a folder (nor an .npz file)")
     names = {p.name for p in folder.iterdir()}
     if any(n.startswith(("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")) for n in names):
         return "idx"
     if "mnist.npz" in names or any(n.endswith(".npz") for n in names):
         return "npz"
+    if holds_images(folder):
+        return "folder"
     raise DataError(
         f"--data-dir {str(folder)!r}: holds neither IDX files (train-images-idx3-ubyte[.gz], "
-        "t10k-images-idx3-ubyte[.gz], ...) nor an mnist.npz"
+        f"t10k-images-idx3-ubyte[.gz], ...), nor an .npz, nor image files "
+        f"({', '.join(IMAGE_SUFFIXES)}, directly or in class sub-folders)"
     )
 
 
@@ -96,7 +107,7 @@ def model_and_data(model_path, data_dir=None, split=None, dataset=None):
 
     Returns:
         `(model, images, labels, split)`: the model, [0, 1] float images,
-        int labels and the split spec read.
+        int labels (`None` for unlabelled data) and the split spec read.
 
     Raises:
         ModelFileError, DataError: the model or the data cannot be used.
@@ -137,7 +148,8 @@ def load_judge(model_path, data_dir, dataset, judge_split, eval_images, eval_spl
     evaluated one is an error.
 
     Returns:
-        `(judge, None)`, or `(None, reason)` when the scores are skipped.
+        `(judge, None)`, or `(None, reason)` when the scores are skipped
+        (also when the judge's split has no labels).
 
     Raises:
         DataError: the given `judge_split` cannot be read, or shares images
@@ -155,6 +167,11 @@ def load_judge(model_path, data_dir, dataset, judge_split, eval_images, eval_spl
                 f"no images with {eval_split!r}, to score them"
             )
     images, labels = load_split(data, judge_split)
+    if labels is None:
+        return None, (
+            f"generation scores skipped: the judge's split {judge_split!r} has no labels "
+            "(the judge learns to name labels)"
+        )
     if tuple(images.shape[1:]) != tuple(eval_images.shape[1:]):
         raise DataError(
             f"--judge-split {judge_split!r} has images of shape {tuple(images.shape[1:])}, "

@@ -765,6 +765,15 @@ def plot_training_curves(history, path: str | Path, keys: Sequence[str] = CURVE_
     return _save(fig, path)
 
 
+# The figures that colour or annotate by label: skipped for unlabelled data.
+LABEL_FIGURES = (
+    "mixture/channel_latents_grid.png",
+    "core/latent_spaces.png",
+    "mixture/channel_usage.png",
+    "mixture/channel_confusion.png",
+)
+
+
 def make_all_figures(
     model,
     images: np.ndarray,
@@ -780,7 +789,8 @@ def make_all_figures(
     Args:
         model: a `MixtureVAE`.
         images: `(N, H, W, C)` uint8 0-255 or floats in [0, 1].
-        labels: `(N,)` true labels.
+        labels: `(N,)` true labels, or `None` for unlabelled data: the
+            figures of `LABEL_FIGURES` are then not drawn.
         out_dir: the figures folder; `core/` and `mixture/` are made inside.
         history: optional Keras history (object, dict or CSV path) for the
             training curves (skipped when None or when it records no curve).
@@ -799,18 +809,28 @@ def make_all_figures(
     ```
     """
     out = Path(out_dir)
+    labelled = labels is not None
+    if not labelled:  # the manifolds read only the latent points of the summary
+        labels = np.zeros(len(images), np.int64)
     summary = collect_latents(model, images, labels, max_points=max_points, batch_size=batch_size)
-    paths = [
-        plot_channel_latents_grid(summary, out / "mixture" / "channel_latents_grid.png"),
-        plot_latent_spaces(summary, out / "core" / "latent_spaces.png"),
+    paths = []
+    if labelled:
+        paths += [
+            plot_channel_latents_grid(summary, out / "mixture" / "channel_latents_grid.png"),
+            plot_latent_spaces(summary, out / "core" / "latent_spaces.png"),
+        ]
+    paths += [
         plot_reconstructions(
             model, images, out / "core" / "model_reconstructions.png", batch_size=batch_size
         ),
         plot_channel_samples(model, out / "mixture" / "channel_samples.png", generation=generation),
         plot_channel_manifolds(model, out / "mixture" / "channel_manifolds.png", summary=summary),
-        plot_channel_usage(summary, out / "mixture" / "channel_usage.png"),
-        plot_channel_confusion(summary, out / "mixture" / "channel_confusion.png"),
     ]
+    if labelled:
+        paths += [
+            plot_channel_usage(summary, out / "mixture" / "channel_usage.png"),
+            plot_channel_confusion(summary, out / "mixture" / "channel_confusion.png"),
+        ]
     curves = None if history is None else training_curves_figure(history)
     if curves is not None:
         paths.append(_save(curves, out / "core" / "training_curves.png"))
@@ -819,6 +839,7 @@ def make_all_figures(
 
 __all__ = [
     "CURVE_KEYS",
+    "LABEL_FIGURES",
     "LatentSummary",
     "channel_cloud_figure",
     "collect_latents",

@@ -195,6 +195,13 @@ def label_mix(counts: np.ndarray, classes: np.ndarray) -> str:
     return ", ".join(parts)
 
 
+def _data_name(data: Mapping) -> str:
+    """The TFDS name, or the folder or file local data came from."""
+    if data.get("source", "tfds") == "tfds":
+        return str(data.get("name", "the data"))
+    return str(data.get("dir") or "the data")
+
+
 def model_line(model, config: Mapping | None, fit_metrics: Mapping | None) -> str:
     """One sentence: what the model is, and how it was trained (when the run says so).
 
@@ -221,7 +228,7 @@ def model_line(model, config: Mapping | None, fit_metrics: Mapping | None) -> st
     epochs = lookup(fit_metrics or {}, "epochs")
     seconds = lookup(fit_metrics or {}, "final.train_seconds")
     how = (
-        f"trained without labels on {data.get('name', 'the data')} "
+        f"trained without labels on {_data_name(data)} "
         f"{data.get('train_split', '')!s} for {epochs or training.get('epochs', '?')} epochs"
     )
     if isinstance(seconds, (int, float)):
