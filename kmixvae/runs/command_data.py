@@ -60,7 +60,7 @@ def detect_source(folder: str | Path) -> str:
         return "folder"
     raise DataError(
         f"--data-dir {str(folder)!r}: holds neither IDX files (train-images-idx3-ubyte[.gz], "
-        f"t10k-images-idx3-ubyte[.gz], ...), nor an .npz, nor image files "
+        f"t10k-images-idx3-ubyte[.gz], ...), nor an .npz (e.g. mnist.npz), nor image files "
         f"({', '.join(IMAGE_SUFFIXES)}, directly or in class sub-folders)"
     )
 
