@@ -64,6 +64,13 @@ class DataConfig:
     dir: Optional[str] = _opt(
         None, doc="folder of IDX files, of image files or of an .npz; an .npz file; TFDS data_dir"
     )
+    image_size: Optional[list[int]] = _opt(
+        None,
+        lo=1,
+        doc="[height, width]: resize every image of the folder to it (Pillow, bilinear); "
+        "null = every image must already have the same size (data.source=folder only)",
+        switch=only_when("source", "folder"),
+    )
     train_split: str = _opt("train")
     val_split: str = _opt("test")
     batch_size: int = _opt(128, lo=1, doc="global batch size (across all replicas)")
@@ -478,6 +485,10 @@ _TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[A-Za-z0-9_.-]+)?(:[0-9.*]+)?$")
 
 
 def _check_data_name(data: DataConfig) -> None:
+    if data.image_size is not None and len(data.image_size) != 2:
+        raise ConfigError(
+            f"data.image_size: {data.image_size!r} must be [height, width] (two numbers) or null"
+        )
     if not _TFDS_NAME.match(data.name):
         raise ConfigError(
             f"data.name: {data.name!r} is not a TFDS dataset name (e.g. mnist, cifar10, "

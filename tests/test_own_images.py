@@ -293,3 +293,22 @@ def test_bad_folder_is_one_error_line(tmp_path, make, needles):
         out = "\n".join(line for line in out.splitlines() if not line.startswith("--data-dir:"))
     assert_one_error_line(result, out, err, *needles)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_mixed_sizes_are_resized_only_when_data_image_size_asks(tmp_path):
+    from PIL import Image
+
+    folder = write_shapes(tmp_path / "mixed", per_class=2)
+    Image.new("RGB", (40, 20), (255, 0, 0)).save(folder / "circle" / "wide.png")
+    with pytest.raises(DataError, match=r"different sizes.*set data.image_size=\[H,W\]"):
+        load_split(DataConfig(source="folder", dir=str(folder)), "train")
+    cfg = from_dict({"data": {"source": "folder", "dir": str(folder), "image_size": [16, 16]}})
+    images, labels = load_split(cfg.data, "train")
+    assert images.shape == (7, 16, 16, 3) and labels.tolist().count(0) == 3
+    # the all-red 40x20 image stays all red once resized
+    wide = images[2].reshape(-1, 3)
+    assert (wide == [255, 0, 0]).all()
+    with pytest.raises(ConfigError, match=r"data.image_size: \[16, 16\] is set, but it is only"):
+        from_dict({"data": {"source": "npz", "image_size": [16, 16]}})
+    with pytest.raises(ConfigError, match=r"data.image_size: \[16\] must be \[height, width\]"):
+        from_dict({"data": {"source": "folder", "image_size": [16]}})

@@ -12,8 +12,8 @@ Layouts (`data.dir` = DIR):
 
 Files ending in `.png`, `.jpg` or `.jpeg` (any case) are images; other
 files and hidden names are ignored. Every image of a folder must have the
-same height and width: mixed sizes are rejected with the sizes found (none
-is resized). Images are grey (`H x W x 1`) when every file is greyscale,
+same height and width: mixed sizes are rejected with the sizes found, unless
+`data.image_size` asks for every image to be resized (bilinear) to one size. Images are grey (`H x W x 1`) when every file is greyscale,
 else RGB (`H x W x 3`; palette images are converted, an alpha channel is
 dropped). Files are read in sorted path order, so the arrays are the same
 on every run.
@@ -136,12 +136,14 @@ def _check_sizes(sizes: dict[Path, tuple[int, int]], where: Path) -> tuple[int, 
     )
     raise DataError(
         f"{where}: images of different sizes (height x width): {found}; every image must have "
-        "the same size (kmixvae does not resize them)"
+        "the same size, or set data.image_size=[H,W] to resize them all"
     )
 
 
 def read_image_folder(
-    folder: str | os.PathLike, class_names: Optional[list[str]] = None
+    folder: str | os.PathLike,
+    class_names: Optional[list[str]] = None,
+    image_size: Optional[tuple[int, int]] = None,
 ) -> tuple[np.ndarray, Optional[np.ndarray], Optional[list[str]]]:
     """Reads one split folder of image files into memory.
 
@@ -149,6 +151,9 @@ def read_image_folder(
         folder: a flat folder of images, or a folder of class folders.
         class_names: the class names that number the labels (e.g. the
             union over every split); default: this folder's, sorted.
+        image_size: optional `(height, width)`: every image is resized to it
+            (bilinear); `None` keeps the size, which must then be the same
+            for every image.
 
     Returns:
         `(images, labels, classes)`: uint8 `[N, H, W, C]` (C = 1 or 3),
@@ -166,7 +171,10 @@ def read_image_folder(
         with _open(path) as im:
             sizes[path] = (int(im.height), int(im.width))
             grey = grey and im.mode in _GREY_MODES
-    h, w = _check_sizes(sizes, folder)
+    if image_size is None:
+        h, w = _check_sizes(sizes, folder)
+    else:
+        h, w = (int(v) for v in image_size)
     mode, c = ("L", 1) if grey else ("RGB", 3)
     images = np.empty((len(files), h, w, c), np.uint8)
     for i, path in enumerate(files):
@@ -177,6 +185,13 @@ def read_image_folder(
                     pixels = (a >> 8 if a.max() > 255 else np.clip(a, 0, 255)).astype(np.uint8)
                 else:
                     pixels = np.asarray(im.convert(mode), np.uint8)
+                if pixels.shape[:2] != (h, w):  # only with image_size
+                    from PIL import Image
+
+                    pixels = np.asarray(
+                        Image.fromarray(pixels).resize((w, h), Image.Resampling.BILINEAR),
+                        np.uint8,
+                    )
             except (OSError, ValueError, SyntaxError) as e:
                 raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
         images[i] = pixels.reshape(h, w, c)

@@ -452,7 +452,8 @@ def load_splits(data_config: DataConfig, specs: Sequence[str]) -> list[Arrays]:
         classes = folder_class_names(splits)
         available = list(splits)
         where = f"{root} (split folders found: {', '.join(available)})"
-        load = lambda split: read_image_folder(splits[split], classes)[:2]  # noqa: E731
+        size = data_config.image_size
+        load = lambda split: read_image_folder(splits[split], classes, size)[:2]  # noqa: E731
     else:
         raise DataError(f"data.source: {source!r} is not one of tfds, idx, npz, folder")
     needed: list[str] = []
