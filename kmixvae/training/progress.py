@@ -137,11 +137,12 @@ def summarize_config(config, run_dir=None) -> str:
     """
     d, m, t, loss = config.data, config.model, config.training, config.loss
     where = f" in {d.dir}" if d.dir else ""
+    source = f"tfds {d.name}" if d.source == "tfds" else d.source  # the name is TFDS's
     dec = m.decoder
     lines = [
         f"run: {config.name} (seed {config.seed})"
         + (f" -> {run_dir} (full config in config.json)" if run_dir else ""),
-        f"data: {d.source} {d.name}{where}, train {d.train_split!r}, validation {d.val_split!r}, "
+        f"data: {source}{where}, train {d.train_split!r}, validation {d.val_split!r}, "
         f"batch {d.batch_size}",
         f"model: K={m.num_channels} channels, latent d={m.latent.dim} ({m.latent.layout}), "
         f"{dec.conditioning} decoder, {dec.head} head",
