@@ -197,9 +197,9 @@ def label_mix(counts: np.ndarray, classes: np.ndarray) -> str:
 
 def _data_name(data: Mapping) -> str:
     """The TFDS name, or the folder or file local data came from."""
-    if data.get("source", "tfds") == "tfds":
-        return str(data.get("name", "the data"))
-    return str(data.get("dir") or "the data")
+    if data.get("source", "tfds") != "tfds" and data.get("dir"):
+        return str(data["dir"])
+    return str(data.get("name", "the data"))
 
 
 def model_line(model, config: Mapping | None, fit_metrics: Mapping | None) -> str:
