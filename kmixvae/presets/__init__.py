@@ -11,7 +11,7 @@ Example:
 ```python
 import kmixvae
 
-kmixvae.list_presets()                      # {"mnist_film_het": "MNIST digits, ..."}
+kmixvae.list_presets()                      # {"mnist_film_het": "MNIST, 10 channels ..."}
 model = kmixvae.load_preset("mnist_film_het")
 model.sample(16, channel=3)["mean"].shape   # (16, 28, 28, 1)
 ```
