@@ -1,18 +1,28 @@
-"""Trains the README's main job and ships it: saved_models/mnist_film_het.keras + its model card.
+"""Trains a preset's job and ships it as package data: kmixvae/presets/<preset>.keras + its card.
 
-    python apps/ship_model.py                       # runs `bash scripts/main.sh`, then ships
+    python apps/ship_model.py                       # mnist_film_het: `bash scripts/main.sh`
+    python apps/ship_model.py --preset fashion_mnist_film_het   # Fashion-MNIST, train[:8000]
     python apps/ship_model.py --run runs/RUN \\
         --command "kmixvae fit --config configs/film_het.json ..."   # ships a finished run
 
-Steps: (1) without `--run`, runs `bash scripts/main.sh --run-dir runs/ship_<time>`
-(the README's main command; `DATA_DIR` passes through); (2) saves the run's
-model for inference (no optimizer state) to `--out`; (3) loads that file
-back and evaluates it on the run's validation split exactly as
-`kmixvae evaluate` does (IWAE with 100 samples); (4) writes the model card
-`README.md` beside it: data and split, the exact command, the config,
-versions, date, the metrics (each figure once, grouped by kind as on the
-report page: `kmixvae/viz/key_metrics.py`) and what each channel holds.
-Rerun it whenever the default config changes.
+Presets (`PRESETS`): `mnist_film_het` is the README's main job
+(`bash scripts/main.sh`, `DATA_DIR` passes through); `fashion_mnist_film_het`
+is `configs/film_het.json` on Fashion-MNIST IDX files (`DATA_DIR`, default
+`../shared/data/fashion-mnist-train`), trained on `train[:8000]` and judged
+on `train[50000:52000]`.
+
+Steps: (1) without `--run`, runs the preset's command with
+`--run-dir runs/ship_<preset>_<time>`; (2) saves the run's model for inference
+(no optimizer state) to `--out` (default `kmixvae/presets/<preset>.keras`,
+package data: `kmixvae presets` lists it and every command takes its name);
+(3) loads that file back and evaluates it on the run's validation split
+exactly as `kmixvae evaluate` does (IWAE with 100 samples); (4) writes the
+model card `<preset>.md` beside it: data and split, the exact command, the
+config, versions, date, the metrics (each figure once, grouped by kind as on
+the report page: `kmixvae/viz/key_metrics.py`) and what each channel holds;
+(5) writes the preset's entry (file, card, one-line description with the
+measured accuracy) in `presets.json` beside it. Rerun it whenever the
+default config changes.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -31,8 +42,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_OUT = "saved_models/mnist_film_het.keras"
+PRESETS_DIR = "kmixvae/presets"
 MAIN_COMMAND = "bash scripts/main.sh"
+FASHION_DIR = "../shared/data/fashion-mnist-train"
+# What each preset trains: its dataset's name (for the card) and its command (argv, run in ROOT).
+PRESETS = {
+    "mnist_film_het": {"dataset": "MNIST", "argv": ["bash", "scripts/main.sh"]},
+    "fashion_mnist_film_het": {
+        "dataset": "Fashion-MNIST",
+        "argv": [
+            "kmixvae",
+            "fit",
+            "--config",
+            "configs/film_het.json",
+            "--data-dir",
+            "$DATA_DIR",
+            "--set",
+            "data.name=fashion_mnist",
+            "--set",
+            "data.train_split=train[:8000]",
+            "--set",
+            "data.val_split=train[50000:52000]",
+        ],
+    },
+}
+DEFAULT_PRESET = "mnist_film_het"
 # The kinds of figures the card's table shows; the training time is in "How it was made".
 CARD_KINDS = ("clustering", "likelihood", "generation")
 # evaluate's bookkeeping values and settings that the card does not list as metrics.
@@ -63,12 +97,25 @@ NOT_METRICS = {
 }
 
 
-def run_main_job(run_dir: Path) -> tuple[str, str]:
-    """Runs the README's main command into `run_dir`; returns (command, its first line)."""
-    command = f"{MAIN_COMMAND} --run-dir {run_dir}"
+def train_argv(preset: str, run_dir: Path) -> list[str]:
+    """The command that trains `preset` into `run_dir` (`$DATA_DIR` filled in, `kmixvae` this
+    interpreter's CLI)."""
+    argv = [*PRESETS[preset]["argv"], "--run-dir", str(run_dir)]
+    data_dir = os.environ.get("DATA_DIR") or FASHION_DIR
+    argv = [data_dir if a == "$DATA_DIR" else a for a in argv]
+    if argv[0] == "kmixvae":
+        argv = [sys.executable, "-m", "kmixvae.cli", *argv[1:]]
+    return argv
+
+
+def run_main_job(run_dir: Path, preset: str = DEFAULT_PRESET) -> tuple[str, str]:
+    """Runs `preset`'s training command into `run_dir`; returns (command, its first line)."""
+    argv = train_argv(preset, run_dir)
+    shown = ["kmixvae", *argv[3:]] if argv[0] == sys.executable else argv
+    command = " ".join(shlex.quote(a) for a in shown)
     print(f"ship: running {command}", flush=True)
     proc = subprocess.Popen(
-        ["bash", "scripts/main.sh", "--run-dir", str(run_dir)],
+        argv,
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -93,8 +140,8 @@ def git_line(root: Path = ROOT, max_paths: int = 8) -> str | None:
     """The card's `git commit` entry: the commit, and what differs from it.
 
     Lists the tracked files changed since `HEAD` (staged or not) and the
-    untracked files git does not ignore; the shipped files (`saved_models/`)
-    and ignored files (run folders, caches) do not count.
+    untracked files git does not ignore; the shipped files (`kmixvae/presets/`,
+    `saved_models/`) and ignored files (run folders, caches) do not count.
 
     Args:
         root: the repository.
@@ -109,7 +156,7 @@ def git_line(root: Path = ROOT, max_paths: int = 8) -> str | None:
         commit = _git(root, "rev-parse", "--short", "HEAD")
         if not commit:
             return None
-        scope = ("--", ".", ":!saved_models")
+        scope = ("--", ".", ":!saved_models", f":!{PRESETS_DIR}")
         changed = _git(root, "diff", "--name-only", "HEAD", *scope)
         untracked = _git(root, "ls-files", "--others", "--exclude-standard", *scope)
     except OSError:
@@ -218,6 +265,7 @@ def model_card(
     split_sizes: tuple[int, int],
     date: str | None = None,
     made_with: dict | None = None,
+    dataset: str = "MNIST",
 ) -> str:
     """The model card (markdown).
 
@@ -233,6 +281,7 @@ def model_card(
         split_sizes: images of the training and the validation split.
         date: when it was shipped (default: now, UTC).
         made_with: the versions line's entries (default: `versions()`).
+        dataset: the data's name in words (e.g. "Fashion-MNIST").
 
     Returns:
         The card's text.
@@ -246,17 +295,18 @@ def model_card(
         "",
         f"A kmixvae mixture-of-VAEs ({config['model']['num_channels']} channels with "
         f"{config['model']['latent']['dim']}-d latents, {config['model']['decoder']['conditioning']} "
-        f"decoder, {config['model']['decoder']['head']} head) trained without labels on MNIST "
-        f"by the README's main command with `configs/film_het.json`. Saved for inference "
-        f"(weights and config, no optimizer state): {size / 1e6:.1f} MB. It loads on "
-        "TensorFlow and JAX.",
+        f"decoder, {config['model']['decoder']['head']} head) trained without labels on "
+        f"{dataset} by `{command}`. Saved for inference (weights and config, no optimizer "
+        f"state): {size / 1e6:.1f} MB. It loads on TensorFlow and JAX. It ships in the package "
+        f"as the preset `{out.stem}`: every `kmixvae` command takes that name as its model, "
+        f"and Python loads it with `kmixvae.load_preset({out.stem!r})`.",
         "",
-        "    kmixvae sample saved_models/mnist_film_het.keras --channel 3 --n 16 --out three.png",
-        "    kmixvae evaluate saved_models/mnist_film_het.keras --data-dir DIR --split 'test[80%:]'",
+        f"    kmixvae sample {out.stem} --channel 3 --n 16 --out three.png",
+        f"    kmixvae evaluate {out.stem} --data-dir DIR --split {shlex.quote(data['val_split'])}",
         "",
         "## Data and split",
         "",
-        f"- data: MNIST `{data['name']}` from {where}",
+        f"- data: {dataset} `{data['name']}` from {where}",
         f"- training: `{data['train_split']}` ({split_sizes[0]:,} images; labels never read)",
         f"- validation: `{data['val_split']}` ({split_sizes[1]:,} images; the metrics below)",
         "",
@@ -309,17 +359,42 @@ def model_card(
     return "\n".join(lines)
 
 
+def description(dataset: str, config: dict, metrics: dict) -> str:
+    """The preset's one line for `kmixvae presets`: data, architecture, measured accuracy."""
+    model = config["model"]
+    accuracy = metrics.get("accuracy")
+    scored = (
+        f" ({accuracy:.1%} clustering accuracy on {metrics.get('split', 'its validation split')})"
+        if isinstance(accuracy, float)
+        else ""
+    )
+    return (
+        f"{dataset}, {model['num_channels']} channels with {model['latent']['dim']}-d latents, "
+        f"{model['decoder']['conditioning']} decoder, {model['decoder']['head']} head; "
+        f"trained without labels{scored}"
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", help="ship this finished run folder instead of training one")
     parser.add_argument(
         "--command", help="with --run: the exact command that trained it (for the card)"
     )
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"model file (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=sorted(PRESETS),
+        help=f"what to train and how to describe it (default {DEFAULT_PRESET})",
+    )
+    parser.add_argument(
+        "--out",
+        help=f"model file (default {PRESETS_DIR}/<preset>.keras; the preset's name is its stem)",
+    )
     parser.add_argument("--iwae-samples", type=int, default=100)
     args = parser.parse_args(argv)
     os.chdir(ROOT)
-    out = Path(args.out)
+    out = Path(args.out or f"{PRESETS_DIR}/{args.preset}.keras")
     if out.suffix != ".keras":
         print(f"error: --out {str(out)!r}: must end with .keras", file=sys.stderr)
         return 2
@@ -329,14 +404,15 @@ def main(argv=None) -> int:
             return 2
         run_dir, command, first = Path(args.run), args.command, ""
     else:
-        run_dir = Path("runs") / f"ship_{time.strftime('%Y%m%d_%H%M%S')}"
-        command, first = run_main_job(run_dir)
+        run_dir = Path("runs") / f"ship_{args.preset}_{time.strftime('%Y%m%d_%H%M%S')}"
+        command, first = run_main_job(run_dir, args.preset)
 
     from kmixvae import config as config_lib
     from kmixvae.data import load_split
     from kmixvae.errors import KmixvaeError
     from kmixvae.evaluation.evaluate import evaluate_model, format_report
     from kmixvae.evaluation.generation import default_judge_cache_dir, load_or_train_judge
+    from kmixvae.presets import write_entry
     from kmixvae.runs import describe_training_data, load_model_file, save_for_inference
     from kmixvae.utils.files import atomic_write_text
 
@@ -373,10 +449,18 @@ def main(argv=None) -> int:
         run_metrics=run_metrics,
         size=out.stat().st_size,
         split_sizes=(train_count, len(labels)),
+        dataset=PRESETS[args.preset]["dataset"],
     )
-    card_path = out.parent / "README.md"
+    card_path = out.with_suffix(".md")
     atomic_write_text(card_path, card)
-    print(f"ship: wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {card_path}")
+    index = write_entry(
+        out.parent,
+        out.stem,
+        file=out.name,
+        card=card_path.name,
+        description=description(PRESETS[args.preset]["dataset"], config_lib.to_dict(cfg), metrics),
+    )
+    print(f"ship: wrote {out} ({out.stat().st_size / 1e6:.1f} MB), {card_path} and {index}")
     return 0
 
 

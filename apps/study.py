@@ -30,6 +30,13 @@ stopped: finished runs are skipped, a run with a completed epoch is resumed
 may share a grid (e.g. one per `--seeds`): a run being made by a live
 process is locked (`<run>.lock`) and skipped by the others. The report goes to
 `docs/study_<name>.md` with its figures in `docs/study_<name>/`.
+
+Every finished run is also a trial of a TensorBoard HParams experiment in
+`study_runs/<name>/hparams/` (`write_hparams`): its hyperparameters are its
+variant, its seed and every resolved config value that differs between the
+grid's runs; its metrics are the report table's final figures. `tensorboard
+--logdir study_runs/<name>` opens them in the HParams tab (table, parallel
+coordinates, scatter plots) beside each run's own training curves.
 """
 
 from __future__ import annotations
@@ -378,6 +385,67 @@ def write_report(grid: dict, results: dict, command: str) -> Path:
     return doc
 
 
+# Config keys that name or place a run rather than shape it: not hyperparameters of a trial.
+NOT_HPARAMS = ("name", "seed", "output.")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def hparams_dir(grid: dict) -> Path:
+    return ROOT / "study_runs" / grid["name"] / "hparams"
+
+
+def write_hparams(grid: dict, results: dict) -> Path:
+    """Writes every finished run as a TensorBoard HParams trial in `study_runs/<name>/hparams/`.
+
+    A trial's hyperparameters: `variant`, `seed` and each resolved config
+    value (`<run>/config.json`, flattened to dotted keys) that differs between
+    the grid's finished runs, names and output paths left out. Its metrics:
+    the report table's figures (`TABLE`), as evaluate and the history give them.
+
+    Returns:
+        The log folder.
+    """
+    from kmixvae.viz.tensorboard_hparams import Trial, write_hparams_trials
+
+    runs = [(variant, r) for variant, rs in results.items() for r in rs]
+    configs = [
+        _flat(json.loads((ROOT / r["run_dir"] / "config.json").read_text())) for _, r in runs
+    ]
+    keys = sorted(set().union(*configs)) if configs else []
+    differing = [
+        k
+        for k in keys
+        if not k.startswith(NOT_HPARAMS) and len({json.dumps(c.get(k)) for c in configs}) > 1
+    ]
+    trials = []
+    for (variant, r), config in zip(runs, configs):
+        run_dir = ROOT / r["run_dir"]
+        hparams = {"variant": variant, "seed": r["seed"]}
+        hparams.update({k: config.get(k) for k in differing})
+        trials.append(
+            Trial(
+                name=run_dir.name,
+                hparams=hparams,
+                metrics={f"eval/{key}": r.get(key) for key, _, _, _ in TABLE},
+                start_time=(run_dir / "config.json").stat().st_mtime,
+                end_time=(run_dir / "eval_metrics.json").stat().st_mtime,
+            )
+        )
+    metrics = {f"eval/{key}": label for key, label, _, _ in TABLE}
+    log_dir = hparams_dir(grid)
+    write_hparams_trials(log_dir, trials, metrics)
+    return log_dir
+
+
 def prepare_data(grid: dict) -> bool:
     """Runs the grid's `prepare` command when its `data_dir` is missing; False if it failed.
 
@@ -436,8 +504,14 @@ def main(argv=None) -> int:
             for variant in args.only or grid["variants"]:
                 run_one(grid, variant, seed)
     command = f"python apps/study.py --grid {args.grid}"
-    doc = write_report(grid, collect(grid), command)
+    results = collect(grid)
+    doc = write_report(grid, results, command)
     print(f"[study] report: {doc}")
+    log_dir = write_hparams(grid, results)
+    print(
+        f"[study] TensorBoard HParams: {log_dir} "
+        f"(tensorboard --logdir {log_dir.parent.relative_to(ROOT)})"
+    )
     return 0
 
 

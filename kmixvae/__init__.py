@@ -1,3 +1,21 @@
-"""kmixvae: mixture-of-VAEs with decentralized latents on Keras 3."""
+"""kmixvae: mixture-of-VAEs with decentralized latents on Keras 3.
+
+`kmixvae.load_preset(name)` loads a shipped model by name; `kmixvae.list_presets()`
+lists them with a one-line description each.
+"""
 
 __version__ = "0.1.0"
+
+
+def load_preset(name: str):
+    """Loads the shipped preset `name` (see `kmixvae.presets.load_preset`)."""
+    from kmixvae.presets import load_preset as _load
+
+    return _load(name)
+
+
+def list_presets() -> dict:
+    """The shipped presets, name -> one-line description (see `kmixvae.presets`)."""
+    from kmixvae.presets import list_presets as _list
+
+    return _list()

@@ -9,3 +9,16 @@ BLOCKS = ("subpixel", "upsample")  # Decoder: the 2x upsampling block
 HEADS = ("heteroscedastic", "bernoulli", "gaussian")  # output heads (kmixvae.layers.output_heads)
 PRIOR_MODES = ("fixed", "learnable")  # MixturePrior: pi, means, scales
 PRUNING_GRAPHS = ("pixels", "features")  # ChannelPruning: the k-NN graph links are counted on
+# data.source: where the images are read from (folder: PNG/JPEG files, read with Pillow)
+DATA_SOURCES = ("tfds", "idx", "npz", "folder")
+PIPELINES = ("auto", "tf_data", "arrays")  # data.pipeline: tf.data, in-memory PyDataset, or auto
+CURRICULUM_SCHEDULES = ("fixed", "plateau")  # ChannelCurriculum: when the next channel unlocks
+UNLOCK_INITS = ("fresh", "split")  # ChannelCurriculum: how an unlocked channel starts
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")  # training.optimizer (keras.optimizers)
+LR_SCHEDULES = ("constant", "cosine")  # training.lr_schedule
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies
+# distribution.strategy, per backend (kmixvae.training.distribution)
+STRATEGIES = {
+    "tensorflow": ("auto", "none", "data_parallel", "mirrored", "multi_worker_mirrored", "tpu"),
+    "jax": ("auto", "none", "data_parallel"),
+}

@@ -131,7 +131,8 @@ def _load(config_path, overrides, data_dir=None) -> config_lib.Config:
 def main(ctx):
     """kmixvae: mixture-of-VAEs with decentralized latents (Keras 3, TensorFlow or JAX).
 
-    Choose the backend with KERAS_BACKEND=tensorflow|jax.
+    Choose the backend with KERAS_BACKEND=tensorflow|jax. Every MODEL_PATH is a
+    .keras file, a run folder or a preset name (`kmixvae presets` lists them).
     """
 
 
@@ -253,6 +254,17 @@ def _judge_options(f):
     return f
 
 
+def _resolve_model(ctx, param, value):
+    """A model argument: a `.keras` file, a run folder, or a preset name (`kmixvae presets`)."""
+    from kmixvae.presets import resolve_model_path
+
+    return resolve_model_path(value)
+
+
+# Every command's MODEL_PATH: a .keras file, a run folder or a preset name.
+_model_argument = click.argument("model_path", type=click.Path(), callback=_resolve_model)
+
+
 def _out_file(path, suffix):
     p = Path(path)
     if p.suffix.lower() != suffix:
@@ -263,7 +275,7 @@ def _out_file(path, suffix):
 
 
 @main.command()
-@click.argument("model_path", type=click.Path())
+@_model_argument
 @_data_options
 @click.option("--iwae-samples", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--usage-min", default=0.02, show_default=True, type=click.FloatRange(0, 1))
@@ -317,7 +329,7 @@ def evaluate(
 
 
 @main.command()
-@click.argument("model_path", type=click.Path())
+@_model_argument
 @_data_options
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False), help="Folder (default: <run>/figures)."
@@ -370,7 +382,7 @@ def visualize(
 
 
 @main.command()
-@click.argument("model_path", type=click.Path())
+@_model_argument
 @click.option("--channel", type=int, default=None, help="Channel to sample (default: the mixture).")
 @click.option("--n", "n", default=64, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, SEED_MAX))
@@ -396,7 +408,7 @@ def sample(model_path, channel, n, seed, out):
 
 
 @main.command()
-@click.argument("model_path", type=click.Path())
+@_model_argument
 @_data_options
 @click.option("--n", "n", default=32, show_default=True, type=click.IntRange(1, 4096))
 @click.option(
@@ -428,7 +440,7 @@ def reconstruct(model_path, data_dir, dataset, split, n, out):
 
 
 @main.command()
-@click.argument("model_path", type=click.Path())
+@_model_argument
 @_data_options
 @click.option(
     "--out", required=True, type=click.Path(), help=".npz with q, mu, var, channel, label."
@@ -455,7 +467,7 @@ def encode(model_path, data_dir, dataset, split, out):
 
 
 @main.command("export-projector")
-@click.argument("model_path", type=click.Path())
+@_model_argument
 @_data_options
 @click.option(
     "--out",
@@ -479,7 +491,7 @@ def export_projector_cmd(model_path, data_dir, dataset, split, out_dir, max_samp
 
 
 @main.command()
-@click.argument("model_path", type=click.Path())
+@_model_argument
 @_data_options
 @click.option(
     "--metrics",
@@ -521,6 +533,23 @@ def report(model_path, data_dir, dataset, split, metrics_files, out):
         metric_files=extra,
     )
     click.echo(f"wrote {path}")
+
+
+@main.command()
+def presets():
+    """List the shipped models (presets), each with a one-line description.
+
+    Any command's MODEL_PATH takes a preset name: `kmixvae sample mnist_film_het --out x.png`.
+    """
+    from kmixvae.presets import PRESETS_DIR, list_presets
+
+    found = list_presets()
+    if not found:
+        click.echo(f"no presets installed (in {PRESETS_DIR})")
+        return
+    width = max(len(name) for name in found)
+    for name, description in found.items():
+        click.echo(f"{name:<{width}}  {description}")
 
 
 @main.command()

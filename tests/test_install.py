@@ -42,3 +42,13 @@ def test_cuda_requirements_match_pyproject():
     expected["tensorflow"] = ("[and-cuda]", expected.pop("tensorflow-cpu")[1])
     expected["jax"] = ("[cuda12]", expected["jax"][1])
     assert gpu == expected
+
+
+def test_license_is_an_spdx_expression():
+    """PEP 639 form: setuptools stops building the TOML-table form after 2027-02-18."""
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "Apache-2.0"
+    requires = pyproject["build-system"]["requires"]
+    setuptools = next(r for r in requires if r.startswith("setuptools"))
+    assert re.fullmatch(r"setuptools>=(\d+)", setuptools) and int(setuptools.split(">=")[1]) >= 77

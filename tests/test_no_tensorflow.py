@@ -201,3 +201,21 @@ json.dump(records, open({str(tmp_path / "r.json")!r}, "w"))
     # --backends naming a backend that is not installed: one error line, exit 2
     proc = run_no_tf(["apps/benchmark.py", "--backends", "tensorflow"], expect=2)
     assert proc.stderr.strip() == "error: --backends: tensorflow not installed here"
+
+
+@ONCE
+def test_hparams_trials_and_presets_without_tensorflow(tmp_path):
+    """A study's HParams folder is written, and a preset loads by name, with TensorFlow absent."""
+    code = (
+        "import sys, kmixvae\n"
+        "from kmixvae.viz.tensorboard_hparams import Trial, write_hparams_trials\n"
+        f"write_hparams_trials({str(tmp_path / 'hp')!r}, "
+        "[Trial('a', {'variant': 'a', 'lr': 0.1}, {'eval/accuracy': 0.5})], "
+        "{'eval/accuracy': 'acc'})\n"
+        "m = kmixvae.load_preset('mnist_film_het')\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "print(m.num_channels)\n"
+    )
+    proc = run_no_tf(["-c", code], timeout=300)
+    assert proc.stdout.strip().endswith("10")
+    assert list((tmp_path / "hp" / "a").glob("events.out.tfevents.*"))

@@ -43,7 +43,7 @@ def shipped(tmp_path_factory):
             ]
         )
     assert code == 0
-    return {"run": run, "out": out, "card": out.parent / "README.md"}
+    return {"run": run, "out": out, "card": out.with_suffix(".md")}
 
 
 def test_model_is_inference_only_and_smaller_than_the_checkpoint(shipped):
@@ -152,3 +152,49 @@ def test_git_line_names_the_changed_paths(tmp_path):
         f"{commit} (uncommitted changes in: docs/x.md and 1 more; untracked: new.py)"
     )
     assert ship.git_line(tmp_path / "missing") is None  # no such folder: no git line
+
+
+def test_fashion_preset_trains_on_its_splits_and_ships_as_a_preset(shipped, tmp_path, monkeypatch):
+    """The Fashion-MNIST preset's command and, on the tiny run, its card and presets entry."""
+    from kmixvae import presets
+
+    ship = load_app("ship_model")
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    argv = ship.train_argv("fashion_mnist_film_het", tmp_path / "run")
+    assert argv[1:3] == ["-m", "kmixvae.cli"] and argv[3] == "fit"
+    for needed in (
+        "configs/film_het.json",
+        "../shared/data/fashion-mnist-train",
+        "data.train_split=train[:8000]",
+        "data.val_split=train[50000:52000]",
+        "data.name=fashion_mnist",
+    ):
+        assert needed in argv, needed
+    assert argv[-2:] == ["--run-dir", str(tmp_path / "run")]
+    monkeypatch.setenv("DATA_DIR", "/data/fm")
+    assert "/data/fm" in ship.train_argv("fashion_mnist_film_het", tmp_path / "run")
+    assert ship.train_argv("mnist_film_het", tmp_path / "r")[:2] == ["bash", "scripts/main.sh"]
+
+    folder = tmp_path / "presets"
+    out = folder / "fashion_mnist_film_het.keras"
+    code = ship.main(
+        ["--preset", "fashion_mnist_film_het", "--run", str(shipped["run"]), "--command",
+         "kmixvae fit --fashion", "--out", str(out), "--iwae-samples", "2"]
+    )  # fmt: skip
+    assert code == 0
+    card = out.with_suffix(".md").read_text()
+    assert "trained without labels on Fashion-MNIST by `kmixvae fit --fashion`" in card
+    assert "    kmixvae sample fashion_mnist_film_het --channel 3" in card
+    assert "kmixvae.load_preset('fashion_mnist_film_het')" in card
+    listed = presets.list_presets(folder)
+    assert list(listed) == ["fashion_mnist_film_het"]
+    assert listed["fashion_mnist_film_het"].startswith("Fashion-MNIST, 3 channels with")
+    assert "clustering accuracy on test)" in listed["fashion_mnist_film_het"]
+    model = presets.load_preset("fashion_mnist_film_het", folder)
+    assert model.active_channels == (0, 1, 2)
+
+
+def test_default_out_is_the_preset_location():
+    ship = load_app("ship_model")
+    assert ship.PRESETS_DIR == "kmixvae/presets" and ship.DEFAULT_PRESET == "mnist_film_het"
+    assert set(ship.PRESETS) == {"mnist_film_het", "fashion_mnist_film_het"}

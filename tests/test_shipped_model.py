@@ -1,4 +1,4 @@
-"""The model that ships in saved_models/: it loads, samples, encodes, and scores what its card says.
+"""The preset `mnist_film_het` (kmixvae/presets/): it loads, samples, encodes, scores what its card says.
 
 Runs on the backend in KERAS_BACKEND; the suite runs once per backend, so the
 file is loaded on TensorFlow and on JAX. The README's quick start is run as
@@ -20,8 +20,8 @@ from tests.helpers.passes import once_in_tensorflow_pass
 from tests.test_cli import PNG_MAGIC, run_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = REPO_ROOT / "saved_models" / "mnist_film_het.keras"
-CARD = REPO_ROOT / "saved_models" / "README.md"
+SHIPPED = REPO_ROOT / "kmixvae" / "presets" / "mnist_film_het.keras"
+CARD = REPO_ROOT / "kmixvae" / "presets" / "mnist_film_het.md"
 
 
 def card_value(pattern: str) -> str:
@@ -32,9 +32,9 @@ def card_value(pattern: str) -> str:
 
 @pytest.fixture(scope="module")
 def model():
-    from kmixvae.runs import load_model_file
+    import kmixvae
 
-    return load_model_file(SHIPPED)
+    return kmixvae.load_preset("mnist_film_het")
 
 
 def test_ships_for_inference_only(model):
@@ -48,7 +48,7 @@ def test_readme_quick_start_python_runs():
     readme = (REPO_ROOT / "README.md").read_text()
     quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     code = re.search(r"```python\n(.*?)```", quick, re.S).group(1)
-    assert "keras.models.load_model" in code and "encode" in code
+    assert 'kmixvae.load_preset("mnist_film_het")' in code and "encode" in code
     assert len([line for line in code.splitlines() if line.strip()]) == 3
     images = np.random.default_rng(0).random((5, 28, 28, 1)).astype("float32")
     scope = {"images": images}
@@ -68,7 +68,7 @@ def test_readme_quick_start_python_runs():
 
 def test_quick_start_sample_command(tmp_path):
     out_png = tmp_path / "three.png"
-    run_cli("sample", SHIPPED, "--channel", 3, "--n", 16, "--out", out_png)
+    run_cli("sample", "mnist_film_het", "--channel", 3, "--n", 16, "--out", out_png)
     assert out_png.read_bytes()[:8] == PNG_MAGIC
 
 
@@ -114,7 +114,7 @@ def test_the_cards_evaluate_command_runs_as_written(mnist10k_dir, monkeypatch):
     """The card's `kmixvae evaluate` line, DIR being the data its card names (issue 23)."""
     import shlex
 
-    line = card_value(r"\n    (kmixvae evaluate saved_models/\S+ --data-dir DIR [^\n]*)")
+    line = card_value(r"\n    (kmixvae evaluate mnist_film_het --data-dir DIR [^\n]*)")
     args = shlex.split(line)[1:]
     args[args.index("DIR")] = str(mnist10k_dir)
     monkeypatch.chdir(REPO_ROOT)

@@ -22,6 +22,125 @@ def study(tmp_path, monkeypatch):
     return module
 
 
+def read_hparams(log_dir: Path) -> dict:
+    """What TensorBoard's own reader (the multiplexer its server uses) finds in an HParams folder.
+
+    Returns:
+        {"experiment": {"hparams": {name: domain values}, "metrics": [tags]},
+         "sessions": {run: {"hparams": {...}, "status": int, "metrics": {tag: value}}}}
+    """
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+    from tensorboard.plugins.hparams import metadata
+    from tensorboard.util import tensor_util
+
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(log_dir))
+    mux.Reload()
+    content = mux.PluginRunToTagToContent(metadata.PLUGIN_NAME)
+    out = {"experiment": None, "sessions": {}}
+    for run, tags in content.items():
+        if metadata.EXPERIMENT_TAG in tags:
+            exp = metadata.parse_experiment_plugin_data(tags[metadata.EXPERIMENT_TAG])
+            out["experiment"] = {
+                "hparams": {
+                    h.name: [
+                        v.string_value or v.number_value or v.bool_value
+                        for v in h.domain_discrete.values
+                    ]  # fmt: skip
+                    for h in exp.hparam_infos
+                },
+                "metrics": [m.name.tag for m in exp.metric_infos],
+            }
+        if metadata.SESSION_START_INFO_TAG in tags:
+            start = metadata.parse_session_start_info_plugin_data(
+                tags[metadata.SESSION_START_INFO_TAG]
+            )
+            end = metadata.parse_session_end_info_plugin_data(tags[metadata.SESSION_END_INFO_TAG])
+            hparams = {}
+            for name, value in start.hparams.items():
+                kind = value.WhichOneof("kind")
+                hparams[name] = getattr(value, kind)
+            scalars = {
+                tag: float(tensor_util.make_ndarray(mux.Tensors(run, tag)[-1].tensor_proto))
+                for tag in mux.GetAccumulator(run).Tags()["tensors"]
+                if not tag.startswith("_hparams_")
+            }
+            out["sessions"][run] = {
+                "hparams": hparams,
+                "group": start.group_name,
+                "status": end.status,
+                "metrics": scalars,
+            }
+    return out
+
+
+def _fake_run(study, name: str, config: dict, ev: dict) -> None:
+    run = study.ROOT / "study_runs" / "g" / name
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "eval_metrics.json").write_text(json.dumps(ev))
+
+
+def test_hparams_trials_are_what_tensorboard_reads(study, tmp_path):
+    """Each finished run is an HParams session: its variant, seed, differing config values."""
+    from tensorboard.plugins.hparams import api_pb2
+
+    base = {"name": "x", "seed": 0, "output": {"saved_model": "a"}, "training": {"epochs": 3}}
+    grid = {"name": "g", "seeds": [0, 1], "variants": {"film": {}, "concat": {}}}
+    configs = {
+        ("film", 0): {"decoder": {"conditioning": "film"}, "beta": 1.0},
+        ("film", 1): {"decoder": {"conditioning": "film"}, "beta": 1.0},
+        ("concat", 0): {"decoder": {"conditioning": "concat"}, "beta": 0.5},
+    }
+    results = {"film": [], "concat": []}
+    for (variant, seed), model in configs.items():
+        name = f"{variant}__seed{seed}"
+        config = {**base, "name": name, "seed": seed, "model": model}
+        ev = {"accuracy": 0.9 - 0.1 * seed, "nelbo": float("nan"), "recon_mse": 0.04}
+        _fake_run(study, name, config, ev)
+        results[variant].append(
+            {**ev, "seed": seed, "run_dir": f"study_runs/g/{name}", "train_seconds": 12.0}
+        )
+    log_dir = study.write_hparams(grid, results)
+    assert log_dir == tmp_path / "study_runs" / "g" / "hparams"
+    read = read_hparams(log_dir)
+    exp = read["experiment"]
+    assert exp["hparams"] == {
+        "model.beta": [0.5, 1.0],
+        "model.decoder.conditioning": ["concat", "film"],
+        "seed": [0.0, 1.0],
+        "variant": ["concat", "film"],
+    }  # training.epochs (the same everywhere), name, seed's config copy, output.*: not hparams
+    assert exp["metrics"] == [f"eval/{key}" for key, *_ in study.TABLE]
+    sessions = read["sessions"]
+    assert set(sessions) == {"film__seed0", "film__seed1", "concat__seed0"}
+    concat = sessions["concat__seed0"]
+    assert concat["hparams"] == {
+        "variant": "concat",
+        "seed": 0.0,
+        "model.decoder.conditioning": "concat",
+        "model.beta": 0.5,
+    }
+    assert concat["status"] == api_pb2.STATUS_SUCCESS
+    # Final metrics as scalars of the session; a NaN or missing figure is left out.
+    assert concat["metrics"] == pytest.approx(
+        {"eval/accuracy": 0.9, "eval/recon_mse": 0.04, "eval/train_seconds": 12.0}
+    )
+    assert sessions["film__seed1"]["metrics"]["eval/accuracy"] == pytest.approx(0.8)
+    # Rewriting (e.g. --report-only) replaces the folder: still one session per run.
+    study.write_hparams(grid, {"film": results["film"][:1], "concat": []})
+    assert set(read_hparams(log_dir)["sessions"]) == {"film__seed0"}
+
+
+def test_hparams_refuses_a_folder_it_did_not_write(tmp_path):
+    from kmixvae.viz.tensorboard_hparams import Trial, write_hparams_trials
+
+    (tmp_path / "mine.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="not an HParams folder kmixvae wrote"):
+        write_hparams_trials(tmp_path, [Trial("a", {"x": 1}, {})], {"m": "m"})
+    assert (tmp_path / "mine.txt").read_text() == "keep"
+
+
 def test_prepare_makes_missing_data_once_and_reports_failure(study, tmp_path, capsys):
     make = ["python", "-c", "import pathlib; pathlib.Path('made').mkdir()"]
     grid = {"data_dir": "made", "prepare": make}
@@ -74,6 +193,11 @@ def test_study_runs_reports_and_resumes(study, tmp_path, capsys):
     for name in ("accuracy_vs_time.png", "smoke/core/model_reconstructions.png"):
         assert (tmp_path / "docs" / "study_tiny" / name).is_file()
         assert f"(study_tiny/{name})" in report
+    # The grid in TensorBoard's HParams: the run is a session with its variant, seed, metrics.
+    session = read_hparams(tmp_path / "study_runs" / "tiny" / "hparams")["sessions"]["smoke__seed0"]
+    assert session["hparams"] == {"variant": "smoke", "seed": 0.0}
+    assert session["metrics"]["eval/accuracy"] == pytest.approx(ev["accuracy"])
+    assert session["metrics"]["eval/sample_consistency"] == pytest.approx(ev["sample_consistency"])
     stamp = (run / "model.keras").stat().st_mtime_ns
     capsys.readouterr()
     assert study.main(["--grid", str(path)]) == 0

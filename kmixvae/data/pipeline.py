@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
-from kmixvae.config import Config, DataConfig
+from kmixvae.choices import PIPELINES
 from kmixvae.data.batching import (
     batches_per_pass,
     check_batch_inputs,
@@ -39,13 +39,14 @@ from kmixvae.data.batching import (
     pipeline_seed,
     pixel_scale,
 )
+from kmixvae.data.config import DataConfig
 from kmixvae.data.sources import load_splits
 from kmixvae.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # TensorFlow is imported only by the `tf_data` pipeline
     import tensorflow as tf
 
-PIPELINES = ("auto", "tf_data", "arrays")
+    from kmixvae.config import Config  # composes the data section: no import at run time
 
 
 def tensorflow_available() -> bool:
@@ -511,9 +512,9 @@ def load_datasets(config: Union[Config, DataConfig], seed: Optional[int] = None)
     bundle = load_datasets(cfg)  # 8000 train, 2000 val
     ```
     """
-    data = config.data if isinstance(config, Config) else config
+    data = config if isinstance(config, DataConfig) else config.data
     if seed is None:
-        seed = config.seed if isinstance(config, Config) else 0
+        seed = 0 if isinstance(config, DataConfig) else config.seed
     specs = [data.train_split] + ([data.val_split] if data.val_split else [])
     loaded = load_splits(data, specs)
     (train_x, train_y), val = loaded[0], (loaded[1] if len(loaded) > 1 else (None, None))

@@ -29,7 +29,7 @@ Sources (`DataConfig.source`):
 Example:
 
 ```python
-from kmixvae.config import DataConfig
+from kmixvae.data.config import DataConfig
 images, labels = load_split(DataConfig(source="idx", dir="../shared/data/mnist-10k"), "test[:80%]")
 images.shape, images.dtype, labels.dtype  # (8000, 28, 28, 1), uint8, int64
 ```
@@ -46,7 +46,7 @@ from typing import Optional
 
 import numpy as np
 
-from kmixvae.config import DataConfig
+from kmixvae.data.config import DataConfig
 from kmixvae.data.image_folder import folder_class_names, folder_splits, read_image_folder
 from kmixvae.data.splits import parse_split, resolve_split, split_names
 from kmixvae.errors import DataError

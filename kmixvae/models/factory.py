@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the root config composes this part's section: no import at run time
+    from kmixvae.config import Config
+
 import dataclasses
 
 from kmixvae.choices import HEADS
-from kmixvae.config import Config
 from kmixvae.layers.mixture_prior import MixturePrior
 from kmixvae.layers.output_heads import Bernoulli, Gaussian, HeteroscedasticGaussian
 from kmixvae.models.decoder import Decoder

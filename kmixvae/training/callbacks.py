@@ -13,7 +13,7 @@ import numpy as np
 
 from kmixvae.data.neighbors import cosine_neighbors, mutual_neighbors
 from kmixvae.evaluation.metrics import clustering_accuracy
-from kmixvae.models.mixture_vae import LOSS_TERMS
+from kmixvae.models.mixture_loss import LOSS_TERMS
 from kmixvae.runs import interrupts
 from kmixvae.runs.history import rows_to_csv
 from kmixvae.runs.model_files import save_model_atomic

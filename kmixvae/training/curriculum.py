@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-SCHEDULES = ("fixed", "plateau")
-UNLOCK_INITS = ("fresh", "split")
+from kmixvae.choices import CURRICULUM_SCHEDULES as SCHEDULES
+from kmixvae.choices import UNLOCK_INITS
 
 
 class ChannelCurriculum(keras.callbacks.Callback):

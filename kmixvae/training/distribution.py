@@ -29,6 +29,8 @@ import os
 
 import keras
 
+from kmixvae.choices import STRATEGIES
+
 PROCESS_VARIABLES = (
     "KERAS_DISTRIBUTION_JOB_ADDRESSES",
     "KERAS_DISTRIBUTION_NUM_PROCESSES",
@@ -40,11 +42,6 @@ TF_MULTI_WORKER_BROKEN = (
     "(KERAS_BACKEND=jax, distribution.strategy=data_parallel and the "
     "KERAS_DISTRIBUTION_* variables; see the README)"
 )
-
-STRATEGIES = {
-    "tensorflow": ("auto", "none", "data_parallel", "mirrored", "multi_worker_mirrored", "tpu"),
-    "jax": ("auto", "none", "data_parallel"),
-}
 
 
 class Distribution:

@@ -8,6 +8,11 @@ written, so a disk it cannot write fails at once, not after training.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the root config composes this part's section: no import at run time
+    from kmixvae.config import Config
+
 import dataclasses
 import io
 import json
@@ -17,7 +22,7 @@ from pathlib import Path
 
 import keras
 
-from kmixvae import config as config_lib
+from kmixvae.config_files import save_config
 from kmixvae.data import load_datasets
 from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
 from kmixvae.data.pipeline import neighbor_dataset, neighbor_table, resolve_pipeline
@@ -55,7 +60,7 @@ class RunResult:
     saved_model: Path
 
 
-def describe_run(config: config_lib.Config, model, dist) -> str:
+def describe_run(config: Config, model, dist) -> str:
     """The 'what was built' block that fit prints and saves."""
     cur = config.curriculum
     lines = [
@@ -90,7 +95,7 @@ def _summary_text(model) -> str:
 
 
 def fit_run(
-    config: config_lib.Config,
+    config: Config,
     *,
     run_dir: str | None = None,
     resume: str | None = None,
@@ -155,11 +160,11 @@ def _open_run_folder(config, run_dir, resume, log):
     if resume is not None:
         path = check_run_dir(resume)
         state = resume_lib.resume_state(path, log)
-        config_lib.save_config(config, path / "config.json")
+        save_config(config, path / "config.json")
         return path, state
     path = claim_run_dir(config, run_dir)
     try:
-        config_lib.save_config(config, path / "config.json")
+        save_config(config, path / "config.json")
     except BaseException:
         release_run_dir(path, remove_folder=run_dir is None)
         raise

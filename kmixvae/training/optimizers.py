@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the root config composes this part's section: no import at run time
+    from kmixvae.config import Config
+
 import keras
 
-from kmixvae import config as config_lib
+from kmixvae.choices import OPTIMIZERS
 from kmixvae.errors import ConfigError
 from kmixvae.models.learning_rate_schedule import PhasedLearningRate
 
 
-def make_optimizer(config: config_lib.Config, steps_per_epoch: int):
+def make_optimizer(config: Config, steps_per_epoch: int):
     """The optimizer of `training.*`: its class, learning-rate schedule (cosine,
     warm restart) and clipnorm, for `steps_per_epoch` steps an epoch."""
     t = config.training
@@ -36,6 +41,7 @@ def make_optimizer(config: config_lib.Config, steps_per_epoch: int):
         "sgd": keras.optimizers.SGD,
         "rmsprop": keras.optimizers.RMSprop,
     }
+    assert set(classes) == set(OPTIMIZERS), "kmixvae.choices.OPTIMIZERS and make_optimizer disagree"
     if t.optimizer not in classes:
         raise ConfigError(f"training.optimizer: {t.optimizer!r} is not one of {', '.join(classes)}")
     return classes[t.optimizer](**kwargs)

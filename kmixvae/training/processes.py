@@ -23,6 +23,11 @@ if not dist.is_chief:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the root config composes this part's section: no import at run time
+    from kmixvae.config import Config
+
 import atexit
 import dataclasses
 import os
@@ -30,10 +35,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from kmixvae import config as config_lib
 
-
-def private_outputs(config: config_lib.Config, dist, run_dir, resume):
+def private_outputs(config: Config, dist, run_dir, resume):
     """Where a process other than 0 writes: a private copy of every output path.
 
     Args:

@@ -27,13 +27,17 @@ rebuild_optimizer(model, config, steps_per_epoch=32)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the root config composes this part's section: no import at run time
+    from kmixvae.config import Config
+
 import json
 import time
 from pathlib import Path
 
 import keras
 
-from kmixvae import config as config_lib
 from kmixvae.errors import ConfigError
 from kmixvae.training.optimizers import make_optimizer
 from kmixvae.utils.files import atomic_write_text, remove_temp_files
@@ -116,7 +120,7 @@ def _read_state(run_dir: Path) -> dict | None:
     return json.loads(state_file.read_text(encoding="utf-8"))
 
 
-def completion_message(run_dir: str | Path, config: config_lib.Config) -> str | None:
+def completion_message(run_dir: str | Path, config: Config) -> str | None:
     """Why the run needs no more training, or None when `--resume` has work to do.
 
     A run is complete when its final files were written after its last
@@ -173,7 +177,7 @@ def resume_state(run_dir: str | Path, log=print) -> dict | None:
     return state
 
 
-def rebuild_optimizer(model, config: config_lib.Config, steps_per_epoch: int) -> None:
+def rebuild_optimizer(model, config: Config, steps_per_epoch: int) -> None:
     """Recompiles `model` with the optimizer the config describes, keeping its trained state.
 
     The checkpointed optimizer carries the learning-rate schedule and the
@@ -201,7 +205,7 @@ def _variable_key(variable) -> str:
     return variable.path.split("/", 1)[-1]
 
 
-def nan_failure_message(failure: str, run_dir: str | Path, config: config_lib.Config) -> str:
+def nan_failure_message(failure: str, run_dir: str | Path, config: Config) -> str:
     """The one-line error of a run stopped by a non-finite loss, with advice that works."""
     run_dir = Path(run_dir)
     state = _read_state(run_dir)

@@ -41,7 +41,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from kmixvae.evaluation.metrics import channel_report
-from kmixvae.models.mixture_vae import LOSS_TERMS
+from kmixvae.models.mixture_loss import LOSS_TERMS
 from kmixvae.utils.files import atomic_write
 from kmixvae.utils.images import as_float_images
 from kmixvae.viz.grids import image_grid

@@ -41,11 +41,15 @@ class EventWriter:
         self._writer = EventFileWriter(str(log_dir))
 
     def _add(self, value, step: int) -> None:
-        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.compat.proto import summary_pb2
 
-        event = event_pb2.Event(
-            wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=[value])
-        )
+        self.add_summary(summary_pb2.Summary(value=[value]), step)
+
+    def add_summary(self, summary, step: int) -> None:
+        """Writes a whole `Summary` proto (e.g. an hparams summary) at `step`."""
+        from tensorboard.compat.proto import event_pb2
+
+        event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary)
         self._writer.add_event(event)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
