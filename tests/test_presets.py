@@ -119,4 +119,6 @@ def test_the_package_ships_mnist_film_het_as_package_data():
     ]["kmixvae.presets"]
     assert {"*.keras", "*.json", "*.md"} <= set(package_data)
     _, out, _ = run_cli("presets")
-    assert out.startswith("mnist_film_het  MNIST, 10 channels")
+    rows = {line.split()[0]: line for line in out.splitlines()}
+    assert set(rows) == set(listed)  # one line per preset, each with its description
+    assert rows["mnist_film_het"].split(None, 1)[1] == listed["mnist_film_het"]
