@@ -138,3 +138,29 @@ def test_channel_pruning_shares_the_pixel_graph(monkeypatch):
     assert nb.pixel_cache_stats == {"computed": 1, "reused": 1}
     np.testing.assert_array_equal(shared, mutual_pairs(images, 4))
     nb.clear_pixel_cache()
+
+
+def test_approximate_graph_works_without_tensorflow():
+    """The HNSW path is numpy + faiss only: it runs where `import tensorflow` fails."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(root / "tests" / "helpers" / "no_tensorflow"), str(root)]
+    )
+    code = (
+        "import sys, numpy as np\n"
+        "from kmixvae.data import neighbors as nb\n"
+        "nb.EXACT_MAX_ROWS = 100\n"
+        "x = np.random.default_rng(0).normal(size=(300, 16))\n"
+        "out = nb.mutual_neighbors(nb.cosine_neighbors(x, 5))\n"
+        "assert out.shape == (300, 5)\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
