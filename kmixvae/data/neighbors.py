@@ -95,8 +95,9 @@ def pixel_neighbors(images: np.ndarray, k: int, block: int = 1024) -> np.ndarray
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     n = len(vectors)
-    f = np.asarray(vectors, dtype="float32").reshape(n, -1)
-    f = f - f.mean(axis=1, keepdims=True)
+    # One float32 copy, centred and normalised in place (4 N D bytes, 784 MB at 250k images).
+    f = np.array(vectors, dtype="float32").reshape(n, -1)
+    f -= f.mean(axis=1, keepdims=True)
     f /= np.linalg.norm(f, axis=1, keepdims=True) + 1e-8
     return f
 
