@@ -45,6 +45,7 @@ def _recall(approx, exact):
 
 def test_hnsw_recall_on_clusters_above_threshold(monkeypatch):
     monkeypatch.setattr(nb, "EXACT_MAX_ROWS", 500)
+    monkeypatch.setattr(nb, "HNSW_CHUNK_ROWS", 1000)  # added and searched in 3 chunks
     x = _clusters()
     approx = nb.cosine_neighbors(x, 20)
     exact = nb.cosine_neighbors(x, 20, method="exact")

@@ -125,9 +125,9 @@ def cosine_neighbors(
         raise ValueError(f"k: {k} must be in 1..{n - 1} for {n} images")
     if method not in ("auto", "exact", "hnsw"):
         raise ValueError(f"method: {method!r} must be 'auto', 'exact' or 'hnsw'")
-    f = _unit_rows(vectors)
     if method == "hnsw" or (method == "auto" and n > EXACT_MAX_ROWS):
-        return hnsw_neighbors(f, k)
+        return hnsw_neighbors(np.asarray(vectors).reshape(n, -1), k)
+    f = _unit_rows(vectors)
     out = np.empty((n, k), dtype="int64")
     for start in range(0, n, block):
         sim = f[start : start + block] @ f.T
@@ -151,16 +151,23 @@ def _faiss_threads() -> int:
     return max(1, cpus)
 
 
-def hnsw_neighbors(unit_rows: np.ndarray, k: int) -> np.ndarray:
-    """Approximate `k` nearest neighbours by inner product of L2-normalised rows (faiss HNSW).
+HNSW_CHUNK_ROWS = 65_536
+"""Rows normalised to float32 at once on the HNSW path (the index holds the only full copy)."""
 
-    Builds `faiss.IndexHNSWFlat(D, HNSW_M, METRIC_INNER_PRODUCT)` on all rows
-    and queries every row for `k + 1` neighbours, dropping the row itself;
-    faiss runs on the CPUs this process may use (`OMP_NUM_THREADS` caps it).
+
+def hnsw_neighbors(vectors: np.ndarray, k: int) -> np.ndarray:
+    """Approximate `k` nearest neighbours by centred cosine similarity (faiss HNSW).
+
+    Builds `faiss.IndexHNSWFlat(D, HNSW_M, METRIC_INNER_PRODUCT)` on the rows,
+    centred and L2-normalised as `cosine_neighbors` does, `HNSW_CHUNK_ROWS`
+    at a time (the index keeps the only float32 copy of all rows: 4 N D
+    bytes), and queries every row for `k + 1` neighbours, dropping the row
+    itself; faiss runs on the CPUs this process may use (`OMP_NUM_THREADS`
+    caps it).
 
     Args:
-        unit_rows: float32 `(N, D)` rows of unit norm (`cosine_neighbors`
-            centres and normalises them).
+        vectors: `(N, D)` rows (uint8 or float; centring and normalising
+            rows that already are leaves them as they are).
         k: int. Neighbours per row; `1 <= k < N`.
 
     Returns:
@@ -173,16 +180,19 @@ def hnsw_neighbors(unit_rows: np.ndarray, k: int) -> np.ndarray:
             f"the approximate neighbour graph (more than {EXACT_MAX_ROWS} rows) needs "
             "faiss-cpu: pip install faiss-cpu"
         ) from e
-    f = np.ascontiguousarray(unit_rows, dtype="float32")
-    n, d = f.shape
+    n, d = vectors.shape
+    chunks = [slice(s, s + HNSW_CHUNK_ROWS) for s in range(0, n, HNSW_CHUNK_ROWS)]
+    found = np.empty((n, k + 1), dtype="int64")
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(_faiss_threads())
     try:
         index = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.add(f)
+        for rows in chunks:
+            index.add(_unit_rows(vectors[rows]))
         index.hnsw.efSearch = max(HNSW_EF_SEARCH, k + 1)
-        _, found = index.search(f, k + 1)
+        for rows in chunks:
+            found[rows] = index.search(_unit_rows(vectors[rows]), k + 1)[1]
     finally:
         faiss.omp_set_num_threads(before)
     found = found.astype("int64")
