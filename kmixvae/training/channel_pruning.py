@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from kmixvae.choices import PRUNING_GRAPHS
-from kmixvae.data.neighbors import cosine_neighbors, mutual_mask
+from kmixvae.data.neighbors import cosine_neighbors, mutual_mask, pixel_neighbors
 from kmixvae.utils.images import as_float_images
 
 
@@ -136,8 +136,21 @@ def mutual_pairs(vectors: np.ndarray, k: int) -> np.ndarray:
 
     Slots of pairs that are not mutual point at the row itself (`channel_links` drops them).
     """
-    table = cosine_neighbors(np.asarray(vectors).reshape(len(vectors), -1), k)
+    return _mutual_only(cosine_neighbors(np.asarray(vectors).reshape(len(vectors), -1), k))
+
+
+def _mutual_only(table: np.ndarray) -> np.ndarray:
+    """`table` with the slots of pairs that are not mutual pointing at the row itself."""
     return np.where(mutual_mask(table), table, np.arange(len(table))[:, None])
+
+
+def pixel_pairs(images: np.ndarray, k: int) -> np.ndarray:
+    """`mutual_pairs` of the pixel graph, from `pixel_neighbors`'s per-process cache.
+
+    A run whose neighbour pairs use the same images and k (`data.neighbors`
+    == `pruning.neighbors`) computes the pixel graph once for both.
+    """
+    return _mutual_only(pixel_neighbors(images, k))
 
 
 def feature_neighbors(model, images: np.ndarray, k: int) -> np.ndarray:
@@ -234,7 +247,7 @@ class ChannelPruning(keras.callbacks.Callback):
             table = feature_neighbors(model, self.images, self.neighbors)
         else:
             if self._pixel_pairs is None:
-                self._pixel_pairs = mutual_pairs(self.images, self.neighbors)
+                self._pixel_pairs = pixel_pairs(self.images, self.neighbors)
             table = self._pixel_pairs
         events = plan_pruning(
             assignments, table, active, self.merge_ratio, self.min_usage, self.min_channels
@@ -255,4 +268,11 @@ class ChannelPruning(keras.callbacks.Callback):
         )
 
 
-__all__ = ["ChannelPruning", "channel_links", "plan_pruning", "feature_neighbors", "mutual_pairs"]
+__all__ = [
+    "ChannelPruning",
+    "channel_links",
+    "plan_pruning",
+    "feature_neighbors",
+    "mutual_pairs",
+    "pixel_pairs",
+]
