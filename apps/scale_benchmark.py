@@ -138,8 +138,16 @@ def measure(n, k, queries, exact_max, source, fashion_dir, clusters, seed) -> di
 
 
 def _exponents(results: list[dict], key: str) -> list:
+    """The growth exponent log(cost ratio) / log(size ratio) between consecutive sizes.
+
+    None where it cannot be measured: a cost that rounds to 0 s (tiny sizes)
+    or two runs of the same size.
+    """
     out = [None]
     for a, b in zip(results, results[1:]):
+        if a[key] <= 0 or b[key] <= 0 or a["images"] == b["images"]:
+            out.append(None)
+            continue
         out.append(round(math.log(b[key] / a[key]) / math.log(b["images"] / a["images"]), 2))
     return out
 
