@@ -120,7 +120,7 @@ def measure(n, k, queries, exact_max, source, fashion_dir, clusters, seed) -> di
         "k": k,
         "method": method,
         "load_s": round(load_s, 2),
-        "graph_s": round(graph_s, 2),
+        "graph_s": round(graph_s, 4),
         "mutual_s": round(mutual_s, 3),
         "exact_s": round(exact_s, 1),
         "exact_how": exact_how,

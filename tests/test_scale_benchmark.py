@@ -18,7 +18,7 @@ def test_scale_benchmark_tiny(tmp_path, capsys):
     assert results[0]["recall"] == 1.0 and results[0]["exact_how"] == "measured"
     assert results[1]["recall"] >= 0.9 and results[1]["recall_rows"] == 100
     assert results[1]["exact_how"] == "estimated from 100 rows"
-    assert all(r["peak_rss_mb"] > 0 and r["graph_s"] > 0 for r in results)
+    assert all(r["peak_rss_mb"] > 0 and r["graph_s"] >= 0 for r in results)  # tiny: may round to 0
     table = (tmp_path / "scale_benchmark.md").read_text()
     assert "| 500 | glyph mixture (K=10) | hnsw |" in table
 
