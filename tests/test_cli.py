@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from kmixvae.cli import main
-from tests.helpers.cli import assert_one_error_line
+from tests.helpers.cli import assert_one_error_line, set_args
 from tests.helpers.processes import kill_when_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -76,18 +76,14 @@ def write_patterns(folder: Path, n_train=N_TRAIN, n_test=N_TEST, size=28, seed=0
 
 def tiny_sets(tmp: Path, *extra: str) -> list[str]:
     """`--set` arguments of the tiny runs; a key in `extra` replaces the base's (each key once)."""
-    sets = {
-        s.split("=", 1)[0]: s
-        for s in (
-            "data.train_split=train",
-            "data.val_split=test",
-            f"data.batch_size={BATCH}",
-            f"output.saved_model={tmp / 'm.keras'}",
-            f"output.runs_dir={tmp / 'runs'}",
-            *extra,
-        )
-    }
-    return [arg for s in sets.values() for arg in ("--set", s)]
+    return set_args(
+        "data.train_split=train",
+        "data.val_split=test",
+        f"data.batch_size={BATCH}",
+        f"output.saved_model={tmp / 'm.keras'}",
+        f"output.runs_dir={tmp / 'runs'}",
+        *extra,
+    )
 
 
 def read_history(path: Path) -> list[dict]:

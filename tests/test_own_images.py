@@ -25,7 +25,7 @@ from kmixvae.data.image_folder import read_image_folder
 from kmixvae.errors import ConfigError, DataError
 from kmixvae.models.factory import build_model
 from kmixvae.runs import detect_source
-from tests.helpers.cli import assert_one_error_line
+from tests.helpers.cli import assert_one_error_line, set_args
 from tests.test_cli import SMOKE, run_cli
 
 CLASSES = ("circle", "square", "triangle")
@@ -73,21 +73,17 @@ def shapes_dir(tmp_path_factory) -> Path:
 
 def tiny_sets(tmp: Path, *extra: str) -> list[str]:
     """The tiny 1-epoch run: 45 training images, 15 validation, batches of 15."""
-    sets = {
-        s.split("=", 1)[0]: s
-        for s in (
-            "data.train_split=train[:75%]",
-            "data.val_split=train[75%:]",
-            "data.batch_size=15",
-            "training.epochs=1",
-            "curriculum.enabled=false",
-            "output.report=false",
-            f"output.saved_model={tmp / 'm.keras'}",
-            f"output.runs_dir={tmp / 'runs'}",
-            *extra,
-        )
-    }
-    return [arg for s in sets.values() for arg in ("--set", s)]
+    return set_args(
+        "data.train_split=train[:75%]",
+        "data.val_split=train[75%:]",
+        "data.batch_size=15",
+        "training.epochs=1",
+        "curriculum.enabled=false",
+        "output.report=false",
+        f"output.saved_model={tmp / 'm.keras'}",
+        f"output.runs_dir={tmp / 'runs'}",
+        *extra,
+    )
 
 
 def fit(tmp: Path, data: Path, *extra: str) -> str:

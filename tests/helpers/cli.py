@@ -10,3 +10,9 @@ def assert_one_error_line(result, out, err, *needles):
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
+
+
+def set_args(*sets: str) -> list[str]:
+    """`--set` arguments, each key once: a later `key=value` replaces an earlier one's."""
+    merged = {s.split("=", 1)[0]: s for s in sets}
+    return [arg for s in merged.values() for arg in ("--set", s)]
