@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import warnings
 
 import keras
 import numpy as np
@@ -12,6 +14,7 @@ from kmixvae.config import from_dict
 from kmixvae.errors import ConfigError
 from kmixvae.evaluation.metrics import clustering_accuracy
 from kmixvae.objectives import ViewAugmentation
+from kmixvae.training.fit import UNUSED_HEADS_WARNING
 from kmixvae.training.head_selection import (
     HeadSelection,
     augmentation_stability,
@@ -194,3 +197,34 @@ def test_fit_records_which_head_it_kept(tmp_path):
     assert selection["head"] == int(np.argmax(selection["stability"]))
     assert len(selection["val_accuracy"]) == 3
     assert "channel heads: kept head" in out
+
+
+def test_fit_does_not_warn_about_the_heads_the_selection_left(tmp_path):
+    """TensorFlow's optimizer warns that the unused candidate heads get no gradient."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_smoke(
+            tmp_path,
+            write_patterns(tmp_path / "data"),
+            "training.epochs=2",
+            "curriculum.enabled=false",
+            "model.encoder.heads=3",
+            "model.encoder.head_selection_epoch=1",
+            "loss.self_label.weight=1",
+        )
+    assert not [w for w in caught if "Gradients do not exist" in str(w.message)]
+
+
+def test_only_the_unused_heads_warning_is_hidden():
+    def message(paths):
+        return f"Gradients do not exist for variables {paths} when minimizing the loss."
+
+    heads = [
+        "mixture_vae/encoder/channel_logits_2/bias",
+        "mixture_vae/encoder/channel_logits_1/kernel",
+    ]
+    assert re.match(UNUSED_HEADS_WARNING, message(heads))
+    assert not re.match(
+        UNUSED_HEADS_WARNING, message(["mixture_vae/encoder/channel_logits/kernel"])
+    )
+    assert not re.match(UNUSED_HEADS_WARNING, message([*heads, "mixture_vae/decoder/dense/kernel"]))

@@ -18,6 +18,7 @@ import io
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -320,11 +321,22 @@ def _train_dataset(config, data, callbacks, path, log, start_batch):
     )
 
 
+# After the head selection only the first channel head trains; Keras (TensorFlow)
+# then warns on every run that the other candidate heads get no gradient. That
+# one warning, for those heads' variables only, is expected and hidden.
+UNUSED_HEADS_WARNING = (
+    r"Gradients do not exist for variables "
+    r"\[('[^']*/channel_logits_[1-9][0-9]*/(kernel|bias)'(, )?)+\] when minimizing"
+)
+
+
 def _train(config, model, train_ds, data, callbacks, state, path, verbose, full_output) -> float:
     """`model.fit` from the resumed epoch; returns its wall seconds."""
     t0 = time.perf_counter()
     try:
-        with interrupts.deferred():  # Ctrl-C, SIGTERM: raised by StopOnSignal between batches
+        with interrupts.deferred(), warnings.catch_warnings():
+            # Ctrl-C, SIGTERM: raised by StopOnSignal between batches
+            warnings.filterwarnings("ignore", message=UNUSED_HEADS_WARNING)
             model.fit(
                 train_ds,
                 validation_data=data.val_dataset() if data.num_val > 0 else None,
