@@ -92,6 +92,25 @@ def section(cls, *, factory: Callable[[], type] | None = None):
     return field(default_factory=cls, metadata={})
 
 
+def setting_names(settings_class) -> list[str]:
+    """The keys a settings dataclass declares, in order."""
+    return [f.name for f in dataclasses.fields(settings_class)]
+
+
+@dataclass
+class NoSettings:
+    """The settings of a part that has none of its own."""
+
+
+def with_switch(f: dataclasses.Field, switch: Switch) -> dataclasses.Field:
+    """A copy of the `option` field `f` used only while `switch` is on."""
+    return field(
+        default=f.default,
+        default_factory=f.default_factory,
+        metadata={**f.metadata, "switch": switch},
+    )
+
+
 def section_class(f: dataclasses.Field, hinted):
     """The class of a section field (assembled ones are looked up now)."""
     factory = f.metadata.get("section_class")

@@ -138,10 +138,6 @@ def iwae_log_px(
     return logsumexp(log_w, axis=1) - math.log(num_samples)
 
 
-def _is_discrete(head) -> bool:
-    return "discrete" in str(getattr(head, "likelihood", "")).lower()
-
-
 def evaluate_model(
     model,
     images: np.ndarray,
@@ -261,7 +257,7 @@ def evaluate_model(
     head = model.decoder.head
     dims = int(np.prod(images.shape[1:]))
     iwae = iwae_sum / n if iwae_samples else None
-    discrete = _is_discrete(head)
+    discrete = head.discrete_likelihood
     if discrete and iwae is not None:
         bpd = -iwae / (dims * math.log(2.0))
         bpd_note = "bits/dim = -iwae_log_px / (D ln 2), D = H*W*C"

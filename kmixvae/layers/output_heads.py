@@ -4,16 +4,55 @@ Each head maps decoder features `(N, H, W, F)` to distribution parameters
 `(N, H, W, P)` with one convolution, and knows its negative log-likelihood,
 mean image and (where it has one) per-pixel sigma. Likelihoods are computed
 in float32 whatever the layer's compute dtype.
+
+A head is a registered part: `@register_head` files it under its `kind`, the
+value of `model.decoder.head`; its `Settings` dataclass declares its own keys
+of `model.decoder` (used only while it is the chosen head), which `build_head`
+passes to `from_settings`; `discrete_likelihood` says whether its NLL is a
+discrete likelihood (bits per dimension are reported only then). Adding a
+head is its module, its registration and a test:
+
+```python
+@dataclass
+class LaplaceSettings:
+    laplace_scale: float = option(0.1, lo=1e-6, doc="scale b of the `laplace` head")
+
+@register_head
+class Laplace(OutputHead):
+    kind = "laplace"
+    Settings = LaplaceSettings
+    discrete_likelihood = False
+    likelihood = "continuous Laplace density (nats)"
+    ...  # __init__(laplace_scale=...), mean, nll, get_config
+```
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import keras
 from keras import ops
 
+from kmixvae.config_fields import NoSettings, option
+from kmixvae.errors import ConfigError
+
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+# Registered heads by `kind` (the value of `model.decoder.head`), in registration order.
+HEADS: dict[str, type] = {}
+
+
+def register_head(cls):
+    """Registers an output head under its `kind` (and with Keras' serialiser)."""
+    if not cls.kind or not isinstance(cls.discrete_likelihood, bool):
+        raise ValueError(f"{cls.__name__}: a head needs a `kind` and a bool `discrete_likelihood`")
+    if cls.kind in HEADS and HEADS[cls.kind].__qualname__ != cls.__qualname__:
+        raise ValueError(f"{cls.__name__}: head {cls.kind!r} is already {HEADS[cls.kind].__name__}")
+    HEADS[cls.kind] = cls
+    return keras.saving.register_keras_serializable(package="kmixvae")(cls)
 
 
 def depth_to_space(x, block):
@@ -34,9 +73,27 @@ def _sum_per_image(t):
     return ops.sum(t, axis=tuple(range(1, len(t.shape))))
 
 
-class _OutputHead(keras.layers.Layer):
-    """Shared parts of the heads: the projection convolution and the config."""
+class OutputHead(keras.layers.Layer):
+    """Base of the heads: the projection convolution, the pixel shuffle and the config.
 
+    Subclasses set the class attributes and `mean` / `nll` (and `sigma` where
+    they have one). Their output is the distribution's parameters in the
+    layer's compute dtype; `mean`, `sigma` and `nll` are float32.
+
+    Class attributes:
+        kind: str. The value of `model.decoder.head` that picks the head.
+        Settings: dataclass of the head's own `model.decoder` keys (`option`s),
+            with an optional `check(path)` for the rules between them.
+        discrete_likelihood: bool. True when `nll` is the negative log of a
+            probability (so that bits per dimension mean something), False for
+            a density.
+        likelihood: str. What the NLL is, for people (reports, `describe`).
+        params_per_channel: int. Parameters per image channel.
+    """
+
+    kind: ClassVar[str] = ""
+    Settings: ClassVar[type] = NoSettings
+    discrete_likelihood: ClassVar[bool] = False
     params_per_channel = 1
     likelihood = ""
 
@@ -72,6 +129,11 @@ class _OutputHead(keras.layers.Layer):
             self.params_per_channel * self.image_channels,
         )
 
+    @classmethod
+    def from_settings(cls, image_channels, upscale, name="head", **settings):
+        """The head for a config: its `Settings` keys, by the names the config uses."""
+        return cls(image_channels=image_channels, upscale=upscale, name=name, **settings)
+
     def sigma(self, params):
         """Per-pixel sigma, or None for heads without one."""
         return None
@@ -88,8 +150,23 @@ class _OutputHead(keras.layers.Layer):
         return config
 
 
-@keras.saving.register_keras_serializable(package="kmixvae")
-class HeteroscedasticGaussian(_OutputHead):
+@dataclass
+class HeteroscedasticSettings:
+    sigma_min: float = option(0.05, lo=1e-6)
+    sigma_max: float = option(0.5, lo=1e-6)
+    nll_beta: float = option(0.0, lo=0.0, hi=1.0, doc="beta-NLL exponent (0 = plain NLL)")
+
+    def check(self, path: str) -> None:
+        """The rule between its keys (`path`: the section's, for messages)."""
+        if self.sigma_min >= self.sigma_max:
+            raise ConfigError(
+                f"{path}.sigma_min: {self.sigma_min} must be below "
+                f"{path}.sigma_max ({self.sigma_max})"
+            )
+
+
+@register_head
+class HeteroscedasticGaussian(OutputHead):
     """Gaussian likelihood with a per-pixel mean in [0, 1] and a bounded sigma.
 
     mean = sigmoid(a), sigma = sigma_min + (sigma_max - sigma_min) * sigmoid(b).
@@ -122,6 +199,9 @@ class HeteroscedasticGaussian(_OutputHead):
         Estimation with Probabilistic Neural Networks".
     """
 
+    kind = "heteroscedastic"
+    Settings = HeteroscedasticSettings
+    discrete_likelihood = False
     params_per_channel = 2
     likelihood = "continuous Gaussian density (nats; can be negative)"
 
@@ -162,8 +242,8 @@ class HeteroscedasticGaussian(_OutputHead):
         return config
 
 
-@keras.saving.register_keras_serializable(package="kmixvae")
-class Bernoulli(_OutputHead):
+@register_head
+class Bernoulli(OutputHead):
     """Bernoulli likelihood on pixel intensities (binary cross-entropy on logits).
 
     Args:
@@ -184,6 +264,8 @@ class Bernoulli(_OutputHead):
     ```
     """
 
+    kind = "bernoulli"
+    discrete_likelihood = True
     likelihood = "Bernoulli (nats, discrete)"
 
     def mean(self, params):
@@ -197,8 +279,13 @@ class Bernoulli(_OutputHead):
         return _sum_per_image(per_pixel)
 
 
-@keras.saving.register_keras_serializable(package="kmixvae")
-class Gaussian(_OutputHead):
+@dataclass
+class GaussianSettings:
+    fixed_sigma: float = option(0.1, lo=1e-6, doc="sigma of the `gaussian` head")
+
+
+@register_head
+class Gaussian(OutputHead):
     """Gaussian likelihood with a mean in [0, 1] and a fixed sigma.
 
     Args:
@@ -220,6 +307,9 @@ class Gaussian(_OutputHead):
     ```
     """
 
+    kind = "gaussian"
+    Settings = GaussianSettings
+    discrete_likelihood = False
     likelihood = "continuous Gaussian density, fixed sigma (nats; can be negative)"
 
     def __init__(self, image_channels=1, sigma=0.1, kernel_size=3, upscale=1, **kwargs):
@@ -227,6 +317,11 @@ class Gaussian(_OutputHead):
             image_channels=image_channels, kernel_size=kernel_size, upscale=upscale, **kwargs
         )
         self.fixed_sigma = float(sigma)
+
+    @classmethod
+    def from_settings(cls, image_channels, upscale, name="head", fixed_sigma=0.1):
+        # The config's key says which sigma it is (`model.decoder.fixed_sigma`).
+        return cls(image_channels=image_channels, upscale=upscale, name=name, sigma=fixed_sigma)
 
     def mean(self, params):
         return ops.sigmoid(ops.cast(params, "float32"))

@@ -33,13 +33,12 @@ class Constant(Objective):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
 import keras
 
-from kmixvae.config_fields import Switch, only_unless, option
+from kmixvae.config_fields import Switch, only_unless, option, setting_names
 
 VIEWS = ("x", "augmented", "neighbor")
 AUGMENTED_VIEWS = ("augmented", "neighbor")
@@ -54,11 +53,6 @@ class ObjectiveConfig:
     SWITCH: ClassVar[Switch] = only_unless("weight", 0.0)
     weight: float = option(0.0, lo=0.0, doc="weight of the term in the loss (0 = off)")
     start_epoch: int = option(0, lo=0, doc="the term is on from this epoch (0-based)")
-
-
-def setting_names(config_class) -> list[str]:
-    """The keys of an objective's config section, in order."""
-    return [f.name for f in dataclasses.fields(config_class)]
 
 
 def register_objective(cls):
