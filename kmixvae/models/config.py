@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass
+from typing import Any
 
 from kmixvae import choices
-from kmixvae.config_fields import only_unless, only_when, option, section
+from kmixvae.config_fields import (
+    only_unless,
+    only_when,
+    option,
+    section,
+    setting_names,
+    with_switch,
+)
 from kmixvae.errors import ConfigError
+from kmixvae.layers.conditioning import CONDITIONINGS, conditioning_kinds
+from kmixvae.layers.output_heads import HEADS
 
 
 @dataclass
@@ -42,43 +54,75 @@ class EncoderConfig:
     )
 
 
-@dataclass
-class DecoderConfig:
-    conditioning: str = option("film", choices=choices.CONDITIONINGS)
-    embedding_dim: int = option(32, lo=1, switch=only_unless("conditioning", "none"))
-    film_init: str = option(
-        "identity",
-        choices=choices.FILM_INITS,
-        doc="FiLM layers at creation: exactly the identity, or a small random projection so "
-        "that each channel modulates the decoder from the first step",
-        switch=only_when("conditioning", "film"),
+# The decoder's own keys; `decoder_config_class` adds the chosen conditioning's and head's.
+_DECODER_KEYS = {
+    "filters": (list[int], option([64, 32], lo=1)),
+    "block": (
+        str,
+        option(
+            "subpixel",
+            choices=choices.BLOCKS,
+            doc="2x upsampling block: 3x3 conv at low resolution to 4x the filters then pixel "
+            "shuffle (`subpixel`), or nearest upsampling then a 3x3 conv (`upsample`)",
+        ),
+    ),
+}
+_DECODER_CLASSES: dict[tuple, type] = {}
+
+
+def _part_fields(registry: dict, key: str, taken: set) -> list:
+    """The `Settings` keys of every registered part, each used only while `key` names its part."""
+    out = []
+    for kind, cls in registry.items():
+        hints = typing.get_type_hints(cls.Settings)
+        for f in dataclasses.fields(cls.Settings):
+            if f.name in taken:
+                raise ValueError(f"{cls.__name__}: model.decoder.{f.name} is already a decoder key")
+            taken.add(f.name)
+            out.append((f.name, hints[f.name], with_switch(f, only_when(key, kind))))
+    return out
+
+
+def part_settings(part, decoder_config):
+    """A conditioning's or head's `Settings`, read off the `model.decoder` section."""
+    return part.Settings(
+        **{name: getattr(decoder_config, name) for name in setting_names(part.Settings)}
     )
-    film_input: bool = option(
-        False,
-        doc="FiLM also feeds e_c to the decoder's first (dense) layer",
-        switch=only_when("conditioning", "film"),
-    )
-    filters: list[int] = option([64, 32], lo=1)
-    block: str = option(
-        "subpixel",
-        choices=choices.BLOCKS,
-        doc="2x upsampling block: 3x3 conv at low resolution to 4x the filters then pixel "
-        "shuffle (`subpixel`), or nearest upsampling then a 3x3 conv (`upsample`)",
-    )
-    head: str = option("heteroscedastic", choices=choices.HEADS)
-    head_upscale: int = option(2, choices=(1, 2), doc="pixel-shuffle factor of the output head")
-    sigma_min: float = option(0.05, lo=1e-6, switch=only_when("head", "heteroscedastic"))
-    sigma_max: float = option(0.5, lo=1e-6, switch=only_when("head", "heteroscedastic"))
-    fixed_sigma: float = option(
-        0.1, lo=1e-6, doc="sigma of the `gaussian` head", switch=only_when("head", "gaussian")
-    )
-    nll_beta: float = option(
-        0.0,
-        lo=0.0,
-        hi=1.0,
-        doc="beta-NLL exponent (0 = plain NLL)",
-        switch=only_when("head", "heteroscedastic"),
-    )
+
+
+def decoder_config_class() -> type:
+    """The `model.decoder` section, assembled from the conditioning and head registries.
+
+    Keys: `conditioning` (a registered conditioning's kind), `embedding_dim`
+    (used by the conditionings that read e_c), each conditioning's `Settings`
+    keys, `filters`, `block`, `head` (a registered head's kind),
+    `head_upscale`, then each head's `Settings` keys. A part's keys are used
+    only while it is the chosen one. A new conditioning or head is accepted
+    without an edit here.
+    """
+    key = tuple((kind, cls.Settings, cls.uses_embedding) for kind, cls in CONDITIONINGS.items())
+    key += tuple((kind, cls.Settings) for kind, cls in HEADS.items())
+    if key not in _DECODER_CLASSES:
+        kinds = conditioning_kinds()
+        readers = [kind for kind in kinds if CONDITIONINGS[kind].uses_embedding]
+        fields = [
+            ("conditioning", str, option("film" if "film" in kinds else kinds[0], choices=kinds)),
+            ("embedding_dim", int, option(32, lo=1, switch=only_when("conditioning", *readers))),
+        ]
+        taken = {"conditioning", "embedding_dim", "head", "head_upscale", *_DECODER_KEYS}
+        fields += _part_fields(CONDITIONINGS, "conditioning", taken)
+        fields += [(name, tp, f) for name, (tp, f) in _DECODER_KEYS.items()]
+        fields += [
+            ("head", str, option(next(iter(HEADS)), choices=tuple(HEADS))),
+            (
+                "head_upscale",
+                int,
+                option(2, choices=(1, 2), doc="pixel-shuffle factor of the output head"),
+            ),
+        ]
+        fields += _part_fields(HEADS, "head", taken)
+        _DECODER_CLASSES[key] = dataclasses.make_dataclass("DecoderConfig", fields)
+    return _DECODER_CLASSES[key]
 
 
 @dataclass
@@ -87,17 +131,15 @@ class ModelConfig:
     latent: LatentConfig = section(LatentConfig)
     prior: PriorConfig = section(PriorConfig)
     encoder: EncoderConfig = section(EncoderConfig)
-    decoder: DecoderConfig = section(DecoderConfig)
+    decoder: Any = section(None, factory=decoder_config_class)
 
 
 def check_model(m: ModelConfig) -> None:
     """Rules between the model section's own keys."""
     dec = m.decoder
-    if dec.sigma_min >= dec.sigma_max:
-        raise ConfigError(
-            f"model.decoder.sigma_min: {dec.sigma_min} must be below "
-            f"model.decoder.sigma_max ({dec.sigma_max})"
-        )
+    for part in (CONDITIONINGS[dec.conditioning], HEADS[dec.head]):
+        if hasattr(part.Settings, "check"):
+            part_settings(part, dec).check("model.decoder")
     if m.latent.layout == "shared" and m.prior.means == "fixed" and m.num_channels > 1:
         raise ConfigError(
             "model.prior.means: 'fixed' with model.latent.layout='shared' gives every channel "

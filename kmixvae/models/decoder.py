@@ -7,9 +7,9 @@ import math
 import keras
 from keras import ops
 
-from kmixvae.choices import BLOCKS, CONDITIONINGS, FILM_INITS
+from kmixvae.choices import BLOCKS
 from kmixvae.layers.channel_embedding import ChannelEmbedding
-from kmixvae.layers.film import FiLM
+from kmixvae.layers.conditioning import CONDITIONINGS, Conditioning, make_conditioning, pop_settings
 from kmixvae.layers.output_heads import depth_to_space
 
 
@@ -29,34 +29,27 @@ class Decoder(keras.layers.Layer):
     with a pixel shuffle (`head.upscale`), so that no convolution runs at
     full resolution (the costliest place on CPU).
 
-    The channel c reaches the decoder through a learned
-    embedding e_c, by one of three strategies:
-
-    - `"concat"`: the decoder input is `[z, e_c]`;
-    - `"film"`: after the dense layer and after every block, features are
-      modulated by a `FiLM` layer computed from e_c; with `film_input` the
-      dense layer also reads `[z, e_c]`;
-    - `"none"`: the channel is ignored (an ablation).
-
-    With FiLM alone, initialised as the identity, the decoder learns to read
-    the digit from z and ignores c: draws from a channel's prior showed its
-    digit 47% of the time (`docs/study_channel_generation.md`). A random
-    FiLM initialisation (`film_init="random"`) and e_c at the input
-    (`film_input=True`) make c what selects the digit.
+    The channel c reaches the decoder through a learned embedding e_c
+    (`embedding`, built when the conditioning reads it) and a conditioning
+    part (`kmixvae.layers.conditioning`): it gives the dense layer's input and
+    acts on the features after the dense layer and after every block. The
+    registered ones are `"concat"` (the input is `[z, e_c]`), `"film"` (a
+    `FiLM` layer of e_c after the dense layer and every block; see
+    `FiLMConditioning`) and `"none"` (the channel is ignored, an ablation).
 
     Args:
         image_shape: tuple `(H, W, C)` of the images.
         latent_dim: int. d.
         num_channels: int. K.
-        conditioning: `"concat"`, `"film"` or `"none"`.
+        conditioning: a `Conditioning` layer, or the `kind` of a registered
+            one (built with its default settings, or with the settings given
+            as keyword arguments, as the config of models saved before
+            conditionings were parts holds them: `film_init`, `film_input`).
         embedding_dim: int. Size of e_c.
         filters: list of int. Filters of the feature map and of each block.
+        head: an output-head layer (see `kmixvae.layers.output_heads`).
         block: `"subpixel"` or `"upsample"` (the default, for models saved
             before the choice existed), the 2x block.
-        head: an output-head layer (see `kmixvae.layers.output_heads`).
-        film_init: `"identity"` (the default, for models saved before the
-            choice existed) or `"random"`: the FiLM layers at creation.
-        film_input: bool. With FiLM, the dense layer also reads e_c.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -69,7 +62,8 @@ class Decoder(keras.layers.Layer):
     Example:
 
     ```python
-    dec = Decoder((28, 28, 1), 2, 10, "film", 32, [64, 32], HeteroscedasticGaussian())
+    film = FiLMConditioning(film_init="random", film_input=True)
+    dec = Decoder((28, 28, 1), 2, 10, film, 32, [64, 32], HeteroscedasticGaussian())
     params = dec(z, channels)
     mean = dec.head.mean(params)
     ```
@@ -85,28 +79,19 @@ class Decoder(keras.layers.Layer):
         filters,
         head,
         block="upsample",
-        film_init="identity",
-        film_input=False,
         **kwargs,
     ):
+        if not isinstance(conditioning, Conditioning):
+            conditioning = make_conditioning(conditioning, **pop_settings(conditioning, kwargs))
         super().__init__(**kwargs)
-        if conditioning not in CONDITIONINGS:
-            raise ValueError(
-                f"Decoder conditioning: {conditioning!r} is not one of {', '.join(CONDITIONINGS)}"
-            )
-        if film_init not in FILM_INITS:
-            raise ValueError(
-                f"Decoder film_init: {film_init!r} is not one of {', '.join(FILM_INITS)}"
-            )
         if block not in BLOCKS:
             raise ValueError(f"Decoder block: {block!r} is not one of {', '.join(BLOCKS)}")
         self.block = block
-        self.film_init = film_init
-        self.film_input = bool(film_input) and conditioning == "film"
         self.image_shape = tuple(int(s) for s in image_shape)
         self.latent_dim = int(latent_dim)
         self.num_channels = int(num_channels)
-        self.conditioning = conditioning
+        # The registered name; the part itself is `strategy` (see `build`).
+        self.conditioning = conditioning.kind
         self.embedding_dim = int(embedding_dim)
         self.filters = [int(f) for f in filters]
         self.head = head
@@ -115,14 +100,9 @@ class Decoder(keras.layers.Layer):
         total = 2**n_up * head.upscale
         self._grid = (math.ceil(h / total), math.ceil(w / total))
         self.embedding = (
-            None
-            if conditioning == "none"
-            else ChannelEmbedding(
-                num_channels,
-                embedding_dim,
-                concatenate=conditioning == "concat",
-                name="channel_embedding",
-            )
+            ChannelEmbedding(num_channels, embedding_dim, name="channel_embedding")
+            if conditioning.uses_embedding
+            else None
         )
         self.project = keras.layers.Dense(
             self._grid[0] * self._grid[1] * self.filters[0], name="project"
@@ -132,58 +112,45 @@ class Decoder(keras.layers.Layer):
             keras.layers.Conv2D(width * f, 3, padding="same", name=f"conv_{i}")
             for i, f in enumerate(self.filters[1:])
         ]
-        self.films = (
-            [FiLM(init=film_init, name=f"film_{i}") for i in range(len(self.filters))]
-            if conditioning == "film"
-            else []
-        )
+        self.strategy = conditioning
+        self.films = []
 
     def build(self, z_shape, channels_shape=None):
         n = z_shape[0]
-        in_width = self.latent_dim
+        e_shape = None
         if self.embedding is not None:
-            self.embedding.build((n,), (n, self.latent_dim))
-            if self.conditioning == "concat" or self.film_input:
-                in_width += self.embedding_dim
-        self.project.build((n, in_width))
-        e_shape = (n, self.embedding_dim)
+            self.embedding.build((n,))
+            e_shape = (n, self.embedding_dim)
+        self.project.build((n, self.strategy.input_width(self.latent_dim, self.embedding_dim)))
         shape = (n, self._grid[0], self._grid[1], self.filters[0])
-        if self.films:
-            self.films[0].build(shape, e_shape)
+        feature_shapes = [shape]
         for i, conv in enumerate(self.convs):
             if self.block == "upsample":
                 shape = (n, 2 * shape[1], 2 * shape[2], shape[3])
             conv.build(shape)
             shape = (n, 2 * shape[1], 2 * shape[2], self.filters[i + 1])
-            if self.films:
-                self.films[i + 1].build(shape, e_shape)
+            feature_shapes.append(shape)
+        if not self.strategy.built:
+            self.strategy.build(feature_shapes, e_shape)
+        # Keras saves a layer at the first path it walks to, in the order of the attribute
+        # names: `films` (walked before `strategy`) keeps the FiLM layers where the files
+        # saved before conditionings were parts hold them (decoder/films/...).
+        self.films = list(getattr(self.strategy, "films", []))
         if not self.head.built:
             self.head.build(shape)
         self.built = True
 
     def call(self, z, channels):
-        e = None
-        if self.conditioning == "concat":
-            h = self.project(self.embedding(channels, z))
-        else:
-            if self.conditioning == "film":
-                e = self.embedding(channels)
-            if self.film_input:
-                h = self.project(ops.concatenate([ops.cast(z, e.dtype), e], axis=-1))
-            else:
-                h = self.project(z)
+        e = None if self.embedding is None else self.embedding(channels)
+        h = self.project(self.strategy.decoder_input(z, e))
         h = ops.reshape(h, (-1, self._grid[0], self._grid[1], self.filters[0]))
-        if e is not None:
-            h = self.films[0](h, e)
-        h = ops.relu(h)
+        h = ops.relu(self.strategy.modulate(0, h, e))
         for i, conv in enumerate(self.convs):
             if self.block == "upsample":
                 h = conv(ops.repeat(ops.repeat(h, 2, axis=1), 2, axis=2))
             else:
                 h = depth_to_space(conv(h), 2)
-            if e is not None:
-                h = self.films[i + 1](h, e)
-            h = ops.relu(h)
+            h = ops.relu(self.strategy.modulate(i + 1, h, e))
         params = self.head(h)
         return params[:, : self.image_shape[0], : self.image_shape[1], :]
 
@@ -194,12 +161,10 @@ class Decoder(keras.layers.Layer):
                 "image_shape": list(self.image_shape),
                 "latent_dim": self.latent_dim,
                 "num_channels": self.num_channels,
-                "conditioning": self.conditioning,
+                "conditioning": keras.layers.serialize(self.strategy),
                 "embedding_dim": self.embedding_dim,
                 "filters": self.filters,
                 "block": self.block,
-                "film_init": self.film_init,
-                "film_input": self.film_input,
                 "head": keras.layers.serialize(self.head),
             }
         )
@@ -209,4 +174,13 @@ class Decoder(keras.layers.Layer):
     def from_config(cls, config):
         config = dict(config)
         config["head"] = keras.layers.deserialize(config["head"])
+        if isinstance(config["conditioning"], dict):
+            config["conditioning"] = keras.layers.deserialize(config["conditioning"])
+        else:
+            # Saved before conditionings were parts: the kind, and the film_* keys whatever
+            # the kind (the old decoder ignored them unless it was "film").
+            settings = pop_settings(config["conditioning"], config)
+            for other in CONDITIONINGS:
+                pop_settings(other, config)
+            config.update(settings)
         return cls(**config)

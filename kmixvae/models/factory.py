@@ -9,9 +9,10 @@ if TYPE_CHECKING:  # the root config composes this part's section: no import at 
 
 import dataclasses
 
-from kmixvae.choices import HEADS
+from kmixvae.layers.conditioning import CONDITIONINGS
 from kmixvae.layers.mixture_prior import MixturePrior
-from kmixvae.layers.output_heads import Bernoulli, Gaussian, HeteroscedasticGaussian
+from kmixvae.layers.output_heads import HEADS
+from kmixvae.models.config import part_settings
 from kmixvae.models.decoder import Decoder
 from kmixvae.models.encoder import Encoder
 from kmixvae.models.mixture_vae import MixtureVAE
@@ -19,18 +20,18 @@ from kmixvae.objectives import ElboConfig, ViewAugmentation, objectives_from_con
 
 
 def build_head(config: Config, image_channels: int):
-    """The output head named by `model.decoder.head` (one of `kmixvae.choices.HEADS`)."""
+    """The registered output head named by `model.decoder.head`, with its settings."""
     dec = config.model.decoder
-    common = {"image_channels": image_channels, "upscale": dec.head_upscale, "name": "head"}
-    heads = {
-        "heteroscedastic": lambda: HeteroscedasticGaussian(
-            sigma_min=dec.sigma_min, sigma_max=dec.sigma_max, nll_beta=dec.nll_beta, **common
-        ),
-        "bernoulli": lambda: Bernoulli(**common),
-        "gaussian": lambda: Gaussian(sigma=dec.fixed_sigma, **common),
-    }
-    assert set(heads) == set(HEADS), "kmixvae.choices.HEADS and build_head disagree"
-    return heads[dec.head]()
+    head = HEADS[dec.head]
+    settings = dataclasses.asdict(part_settings(head, dec))
+    return head.from_settings(image_channels, dec.head_upscale, name="head", **settings)
+
+
+def build_conditioning(config: Config):
+    """The registered conditioning named by `model.decoder.conditioning`, with its settings."""
+    dec = config.model.decoder
+    part = CONDITIONINGS[dec.conditioning]
+    return part(name="conditioning", **dataclasses.asdict(part_settings(part, dec)))
 
 
 def initial_channels(config: Config) -> list[int]:
@@ -45,7 +46,8 @@ def build_model(config: Config, image_shape: tuple[int, int, int]) -> MixtureVAE
     """Builds the `MixtureVAE` the config describes, for images of `image_shape`.
 
     Every choice is mapped to its class here (the config has checked it
-    against `kmixvae.choices`); the clustering objectives are the registered
+    against `kmixvae.choices` and the conditioning and head registries); the
+    clustering objectives are the registered
     ones whose `loss.<section>.weight` is not 0. Call `model.describe()` to
     see what was built.
     """
@@ -66,12 +68,10 @@ def build_model(config: Config, image_shape: tuple[int, int, int]) -> MixtureVAE
         image_shape=image_shape,
         latent_dim=m.latent.dim,
         num_channels=m.num_channels,
-        conditioning=m.decoder.conditioning,
+        conditioning=build_conditioning(config),
         embedding_dim=m.decoder.embedding_dim,
         filters=m.decoder.filters,
         block=m.decoder.block,
-        film_init=m.decoder.film_init,
-        film_input=m.decoder.film_input,
         head=build_head(config, image_shape[-1]),
         name="decoder",
     )
