@@ -7,8 +7,8 @@ import io
 import numpy as np
 
 from kmixvae.config import Config
+from kmixvae.objectives import OBJECTIVES, Objective, register_objective, training_only_metrics
 from kmixvae.training.progress import (
-    TRAINING_ONLY_TERMS,
     DropUncomputedValidation,
     format_epoch_line,
     summarize_config,
@@ -41,10 +41,29 @@ def test_epoch_line_without_validation_or_labels():
 
 
 def test_validation_keeps_only_what_it_computes():
-    logs = dict(LOGS, **{f"val_{t}": 0.0 for t in TRAINING_ONLY_TERMS})
+    terms = training_only_metrics()
+    assert set(terms) == {"neighbor_agreement", "self_label_share"}  # the built-in objectives'
+    logs = dict(LOGS, **{f"val_{t}": 0.0 for t in terms})
     DropUncomputedValidation().on_epoch_end(0, logs)
-    assert not [t for t in TRAINING_ONLY_TERMS if f"val_{t}" in logs]
+    assert not [t for t in terms if f"val_{t}" in logs]
     assert logs["neighbor_agreement"] == 0.86 and "val_nelbo" in logs and "val_usage_0" in logs
+
+
+class PairedOnly(Objective):
+    section = "paired_only"
+    views = ("augmented",)
+    metrics = ("paired_value", "plain_value")
+    training_only_metrics = ("paired_value",)
+
+
+def test_a_new_objectives_training_only_metrics_are_dropped():
+    register_objective(PairedOnly)
+    try:
+        logs = {"val_paired_value": 0.0, "val_plain_value": 1.0, "val_nelbo": 2.0}
+        DropUncomputedValidation().on_epoch_end(0, logs)
+    finally:
+        OBJECTIVES.pop("paired_only")
+    assert logs == {"val_plain_value": 1.0, "val_nelbo": 2.0}
 
 
 def test_config_summary_is_a_few_lines():
@@ -91,7 +110,7 @@ def test_fit_history_has_no_validation_values_for_training_only_terms(tmp_path):
     _, out, _ = run_cli("fit", "--config", SMOKE, "--data-dir", data, "--run-dir", run, *sets)
     row = read_history(run / "history.csv")[0]
     assert "neighbor_agreement" in row and "self_label_share" in row  # training computes them
-    assert not [t for t in TRAINING_ONLY_TERMS if f"val_{t}" in row]
+    assert not [t for t in training_only_metrics() if f"val_{t}" in row]
     assert "val_nelbo" in row and "val_usage_0" in row  # validation's own values stay
     assert [line for line in out.splitlines() if line.startswith("epoch 1/1  loss ")]
     assert not (run / "report.html").exists()  # output.report=false is honoured

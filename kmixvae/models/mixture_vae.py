@@ -12,7 +12,7 @@ from kmixvae.models.description import ModelDescription
 from kmixvae.models.encoder import Encoder
 from kmixvae.models.inference import MixtureInference
 from kmixvae.models.mixture_loss import LOSS_TERMS, MixtureLoss
-from kmixvae.objectives import ElboConfig, Objective, ViewAugmentation
+from kmixvae.objectives import VIEW_SOURCES, ElboConfig, Objective, ViewAugmentation
 
 # Constructor arguments of models saved before the clustering terms became objectives.
 _PRE_OBJECTIVE_KEYS = ("diversity_weight", "neighbor_weight", "self_label_weight", "elbo_weight")
@@ -160,39 +160,34 @@ class MixtureVAE(ChannelMask, MixtureLoss, MixtureInference, ModelDescription, k
             return ops.repeat(t, len(channels), axis=1)
         return ops.take(t, ops.convert_to_tensor(list(channels), dtype="int32"), axis=1)
 
-    def _views_wanted(self, training, has_neighbors):
+    def _views_wanted(self, training, batch):
         """The extra views the objectives that are on read in this step, in batch order."""
         if not training:
             return ()
         read = {v for o in self.objectives if o.active for v in o.views}
-        wanted = []
-        if "augmented" in read:
-            wanted.append("augmented")
-        if "neighbor" in read and has_neighbors:
-            wanted.append("neighbor")
-        return tuple(wanted)
+        return tuple(
+            v for v, src in VIEW_SOURCES.items() if v in read and batch.get(src) is not None
+        )
 
     def call(self, inputs, training=False):
         """Runs the stochastic forward pass; returns the per-image loss terms.
 
-        `inputs` is a batch of images, or (training with neighbour pairs) a
-        dict `{"x": images, "neighbor": neighbour images}`.
+        `inputs` is a batch of images, or a dict of them: `"x"`, and the
+        entries the objectives' views are drawn from (`VIEW_SOURCES`, e.g.
+        `"neighbor"` with neighbour pairs).
         """
-        x_nbr = None
-        if isinstance(inputs, dict):
-            x, x_nbr = inputs["x"], inputs.get("neighbor")
-        else:
-            x = inputs
-        x = ops.cast(x, "float32")
+        batch_images = dict(inputs) if isinstance(inputs, dict) else {"x": inputs}
+        x = batch_images["x"] = ops.cast(batch_images["x"], "float32")
         active = self._active
         k = len(active)
         batch = ops.shape(x)[0]
         idx = ops.convert_to_tensor(list(active), dtype="int32")
-        wanted = self._views_wanted(training, x_nbr is not None)
-        images = {"augmented": x, "neighbor": x_nbr}
+        wanted = self._views_wanted(training, batch_images)
         # One encoder call over all views (batch norm sees them together).
         views = [x] + [
-            self.augmentation(ops.cast(images[name], "float32"), self.augment_seed)
+            self.augmentation(
+                ops.cast(batch_images[VIEW_SOURCES[name]], "float32"), self.augment_seed
+            )
             for name in wanted
         ]
         candidates = training and self.candidate_heads_on

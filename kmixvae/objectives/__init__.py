@@ -6,10 +6,12 @@ model adds their terms to the loss.
 
 from kmixvae.objectives.base import (
     OBJECTIVES,
+    VIEW_SOURCES,
     Objective,
     ObjectiveConfig,
     objectives_from_config,
     register_objective,
+    training_only_metrics,
 )
 from kmixvae.objectives.elbo import ElboConfig
 
@@ -26,6 +28,7 @@ __all__ = [
     "AugmentConfig",
     "ElboConfig",
     "OBJECTIVES",
+    "VIEW_SOURCES",
     "NeighborAgreement",
     "Objective",
     "ObjectiveConfig",
@@ -34,4 +37,5 @@ __all__ = [
     "ViewAugmentation",
     "objectives_from_config",
     "register_objective",
+    "training_only_metrics",
 ]

@@ -3,8 +3,9 @@
 An objective is a small, serialisable part that `MixtureVAE` composes from a
 list. It declares the config section that sets it up (`section`, `Config`),
 the views of the batch whose posteriors it reads (`views`), the metrics it
-logs (`metrics`) and, through its config, its weight and the epoch it starts
-at. Registering it (`@register_objective`) is all it takes for the config to
+logs (`metrics`) and which of them only a training step computes
+(`training_only_metrics`: validation draws no augmented view) and, through
+its config, its weight and the epoch it starts at. Registering it (`@register_objective`) is all it takes for the config to
 accept `loss.<section>` and for `build_model` to compose it.
 
 Views are (B, K) posteriors q(c|.) with locked channels exactly 0:
@@ -40,8 +41,11 @@ import keras
 
 from kmixvae.config_fields import Switch, only_unless, option, setting_names
 
-VIEWS = ("x", "augmented", "neighbor")
-AUGMENTED_VIEWS = ("augmented", "neighbor")
+# Each augmented view and the entry of the training batch it augments (`MixtureVAE.call`
+# draws the views that the objectives on read, in this order).
+VIEW_SOURCES = {"augmented": "x", "neighbor": "neighbor"}
+AUGMENTED_VIEWS = tuple(VIEW_SOURCES)
+VIEWS = ("x", *AUGMENTED_VIEWS)
 
 OBJECTIVES: dict[str, type[Objective]] = {}
 
@@ -62,6 +66,9 @@ def register_objective(cls):
     for view in cls.views:
         if view not in VIEWS:
             raise ValueError(f"{cls.__name__}: unknown view {view!r} (allowed: {', '.join(VIEWS)})")
+    extra = sorted(set(cls.training_only_metrics) - set(cls.metrics))
+    if extra:
+        raise ValueError(f"{cls.__name__}: training-only metric {extra[0]!r} is not in `metrics`")
     OBJECTIVES[cls.section] = cls
     return keras.saving.register_keras_serializable(package="kmixvae")(cls)
 
@@ -79,6 +86,7 @@ class Objective:
     Config: ClassVar[type] = ObjectiveConfig
     views: ClassVar[tuple[str, ...]] = ()
     metrics: ClassVar[tuple[str, ...]] = ()
+    training_only_metrics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, weight, start_epoch=0, **settings):
         self.weight = float(weight)
@@ -117,6 +125,15 @@ class Objective:
 
     def __repr__(self):
         return f"{type(self).__name__}({self.get_config()})"
+
+
+def training_only_metrics() -> tuple[str, ...]:
+    """The metrics of the registered objectives that only a training step computes.
+
+    Validation (`training=False`) draws no augmented view, so the trackers of
+    terms that read one stay 0 there (`kmixvae.training.progress` drops them).
+    """
+    return tuple(m for cls in OBJECTIVES.values() for m in cls.training_only_metrics)
 
 
 def objectives_from_config(loss_config) -> list[Objective]:

@@ -34,6 +34,7 @@ class NeighborAgreement(Objective):
     Config = NeighborAgreementConfig
     views = ("neighbor",)
     metrics = ("neighbor_agreement",)
+    training_only_metrics = ("neighbor_agreement",)
 
     def term(self, q):
         agreement = ops.sum(q["x"] * q["neighbor"], axis=-1)

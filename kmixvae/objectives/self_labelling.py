@@ -59,6 +59,7 @@ class SelfLabelling(Objective):
     Config = SelfLabellingConfig
     views = ("augmented",)
     metrics = ("self_label_share",)
+    training_only_metrics = ("self_label_share",)
 
     def term(self, q):
         loss, share = self_label_loss(q["x"], q["augmented"], self.threshold)

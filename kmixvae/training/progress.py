@@ -4,8 +4,9 @@ Keras' own progress bar prints every metric of an epoch on one line (about
 40 of them with K = 10 usage trackers). `EpochLine` prints the figures a
 person watches instead; every metric still goes to `history.csv` and
 TensorBoard. `DropUncomputedValidation` removes the `val_` entries of terms
-that the validation pass never computes (the paired-view terms: neighbour
-agreement, self-labelling, IIC), so logs hold only measured values.
+that the validation pass never computes (the objectives' training-only
+metrics, e.g. neighbour agreement and self-labelling, which read augmented
+views), so logs hold only measured values.
 
 Example:
 
@@ -24,9 +25,7 @@ import time
 
 import keras
 
-# Terms computed only from the paired views of a training step: validation
-# (`training=False`) has no augmentation or neighbours, so its trackers stay 0.
-TRAINING_ONLY_TERMS = ("neighbor_agreement", "self_label_share", "iic_mi")
+from kmixvae.objectives import training_only_metrics
 
 
 class DropUncomputedValidation(keras.callbacks.Callback):
@@ -36,12 +35,13 @@ class DropUncomputedValidation(keras.callbacks.Callback):
     later callback (history, TensorBoard, checkpoints) sees the cleaned logs.
 
     Args:
-        terms: names of the training-only terms (default `TRAINING_ONLY_TERMS`).
+        terms: names of the training-only terms (default: the registered
+            objectives' `training_only_metrics`).
     """
 
-    def __init__(self, terms=TRAINING_ONLY_TERMS):
+    def __init__(self, terms=None):
         super().__init__()
-        self.terms = tuple(terms)
+        self.terms = training_only_metrics() if terms is None else tuple(terms)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -160,7 +160,6 @@ def summarize_config(config, run_dir=None) -> str:
 
 
 __all__ = [
-    "TRAINING_ONLY_TERMS",
     "DropUncomputedValidation",
     "EpochLine",
     "format_epoch_line",
