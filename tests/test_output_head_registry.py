@@ -34,9 +34,9 @@ class UnitGaussian(Gaussian):
 
 
 class CountedGaussian(Gaussian):
-    """A Gaussian declared discrete, whose `likelihood` does not say "discrete"."""
+    """A Gaussian declared discrete, whose `likelihood` text does not say so."""
 
-    likelihood = "a Gaussian declared discrete"
+    likelihood = "a Gaussian counted as a probability mass"
     discrete_likelihood = True
 
 
