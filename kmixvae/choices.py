@@ -6,7 +6,7 @@ CONDITIONINGS = ("concat", "film", "none")  # Decoder: how the channel reaches t
 FILM_INITS = ("identity", "random")  # FiLM: generator starts at zero, or random and small
 ELBO_CHANNELS = ("all", "sampled")  # ELBO: decode every active channel, or one drawn from q(c|x)
 BLOCKS = ("subpixel", "upsample")  # Decoder: the 2x upsampling block
-HEADS = ("heteroscedastic", "bernoulli", "gaussian")  # output heads (kmixvae.layers.output_heads)
+# Output heads are registered parts: kmixvae.layers.output_heads.OUTPUT_HEADS (register_output_head)
 PRIOR_MODES = ("fixed", "learnable")  # MixturePrior: pi, means, scales
 PRUNING_GRAPHS = ("pixels", "features")  # ChannelPruning: the k-NN graph links are counted on
 # data.source: where the images are read from (folder: PNG/JPEG files, read with Pillow)

@@ -139,7 +139,8 @@ def iwae_log_px(
 
 
 def _is_discrete(head) -> bool:
-    return "discrete" in str(getattr(head, "likelihood", "")).lower()
+    """The head's `discrete_likelihood` (False for a head that does not declare it)."""
+    return bool(getattr(head, "discrete_likelihood", False))
 
 
 def evaluate_model(

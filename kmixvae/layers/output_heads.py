@@ -4,6 +4,26 @@ Each head maps decoder features `(N, H, W, F)` to distribution parameters
 `(N, H, W, P)` with one convolution, and knows its negative log-likelihood,
 mean image and (where it has one) per-pixel sigma. Likelihoods are computed
 in float32 whatever the layer's compute dtype.
+
+A head is a registered part: `@register_output_head(name)` is all it takes
+for the config to accept `model.decoder.head: <name>` and for `build_model`
+to build it. A head declares `discrete_likelihood` (True where its NLL is
+that of a discrete distribution, so that evaluation reports bits per
+dimension) and `config_settings`, the `model.decoder` keys its constructor
+reads (constructor argument -> key); `build_model` passes it those and
+`image_channels`, `upscale` and `name`.
+
+Example:
+
+```python
+@register_output_head("unit_gaussian")
+class UnitGaussian(Gaussian):
+    config_settings = {}
+
+    def __init__(self, **kwargs):
+        kwargs.pop("sigma", None)
+        super().__init__(sigma=1.0, **kwargs)
+```
 """
 
 from __future__ import annotations
@@ -14,6 +34,35 @@ import keras
 from keras import ops
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+OUTPUT_HEADS: dict[str, type] = {}
+
+
+def register_output_head(name: str):
+    """Registers an output-head class under `name` (and with Keras' serialiser).
+
+    Args:
+        name: str. The value of `model.decoder.head` that selects the head.
+
+    Returns:
+        A class decorator that returns the class unchanged.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"an output head's name must be a non-empty string, got {name!r}")
+
+    def register(cls):
+        if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
+            raise TypeError(f"output head {name!r}: {cls!r} is not a keras.layers.Layer class")
+        for method in ("nll", "mean"):
+            if not callable(getattr(cls, method, None)):
+                raise TypeError(f"output head {name!r}: {cls.__name__} has no {method}()")
+        taken = OUTPUT_HEADS.get(name)
+        if taken is not None and taken is not cls:
+            raise ValueError(f"output head {name!r} is already registered ({taken.__name__})")
+        OUTPUT_HEADS[name] = cls
+        return keras.saving.register_keras_serializable(package="kmixvae")(cls)
+
+    return register
 
 
 def depth_to_space(x, block):
@@ -39,6 +88,10 @@ class _OutputHead(keras.layers.Layer):
 
     params_per_channel = 1
     likelihood = ""
+    # True where `nll` is the NLL of a discrete distribution (evaluation then reports bits/dim).
+    discrete_likelihood = False
+    # Constructor argument -> `model.decoder` key that `build_model` passes it.
+    config_settings: dict[str, str] = {}
 
     def __init__(self, image_channels=1, kernel_size=3, upscale=1, **kwargs):
         super().__init__(**kwargs)
@@ -88,7 +141,7 @@ class _OutputHead(keras.layers.Layer):
         return config
 
 
-@keras.saving.register_keras_serializable(package="kmixvae")
+@register_output_head("heteroscedastic")
 class HeteroscedasticGaussian(_OutputHead):
     """Gaussian likelihood with a per-pixel mean in [0, 1] and a bounded sigma.
 
@@ -124,6 +177,7 @@ class HeteroscedasticGaussian(_OutputHead):
 
     params_per_channel = 2
     likelihood = "continuous Gaussian density (nats; can be negative)"
+    config_settings = {"sigma_min": "sigma_min", "sigma_max": "sigma_max", "nll_beta": "nll_beta"}
 
     def __init__(
         self, image_channels=1, sigma_min=0.05, sigma_max=0.5, nll_beta=0.0, kernel_size=3, **kwargs
@@ -162,7 +216,7 @@ class HeteroscedasticGaussian(_OutputHead):
         return config
 
 
-@keras.saving.register_keras_serializable(package="kmixvae")
+@register_output_head("bernoulli")
 class Bernoulli(_OutputHead):
     """Bernoulli likelihood on pixel intensities (binary cross-entropy on logits).
 
@@ -185,6 +239,7 @@ class Bernoulli(_OutputHead):
     """
 
     likelihood = "Bernoulli (nats, discrete)"
+    discrete_likelihood = True
 
     def mean(self, params):
         return ops.sigmoid(ops.cast(params, "float32"))
@@ -197,7 +252,7 @@ class Bernoulli(_OutputHead):
         return _sum_per_image(per_pixel)
 
 
-@keras.saving.register_keras_serializable(package="kmixvae")
+@register_output_head("gaussian")
 class Gaussian(_OutputHead):
     """Gaussian likelihood with a mean in [0, 1] and a fixed sigma.
 
@@ -221,6 +276,7 @@ class Gaussian(_OutputHead):
     """
 
     likelihood = "continuous Gaussian density, fixed sigma (nats; can be negative)"
+    config_settings = {"sigma": "fixed_sigma"}
 
     def __init__(self, image_channels=1, sigma=0.1, kernel_size=3, upscale=1, **kwargs):
         super().__init__(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from kmixvae import choices
 from kmixvae.config_fields import only_unless, only_when, option, section
 from kmixvae.errors import ConfigError
+from kmixvae.layers.output_heads import OUTPUT_HEADS
 
 
 @dataclass
@@ -65,7 +66,8 @@ class DecoderConfig:
         doc="2x upsampling block: 3x3 conv at low resolution to 4x the filters then pixel "
         "shuffle (`subpixel`), or nearest upsampling then a 3x3 conv (`upsample`)",
     )
-    head: str = option("heteroscedastic", choices=choices.HEADS)
+    # The registered heads (`register_output_head`), looked up when a config is read.
+    head: str = option("heteroscedastic", choices=OUTPUT_HEADS.keys())
     head_upscale: int = option(2, choices=(1, 2), doc="pixel-shuffle factor of the output head")
     sigma_min: float = option(0.05, lo=1e-6, switch=only_when("head", "heteroscedastic"))
     sigma_max: float = option(0.5, lo=1e-6, switch=only_when("head", "heteroscedastic"))

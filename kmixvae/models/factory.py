@@ -9,9 +9,8 @@ if TYPE_CHECKING:  # the root config composes this part's section: no import at 
 
 import dataclasses
 
-from kmixvae.choices import HEADS
 from kmixvae.layers.mixture_prior import MixturePrior
-from kmixvae.layers.output_heads import Bernoulli, Gaussian, HeteroscedasticGaussian
+from kmixvae.layers.output_heads import OUTPUT_HEADS
 from kmixvae.models.decoder import Decoder
 from kmixvae.models.encoder import Encoder
 from kmixvae.models.mixture_vae import MixtureVAE
@@ -19,18 +18,22 @@ from kmixvae.objectives import ElboConfig, ViewAugmentation, objectives_from_con
 
 
 def build_head(config: Config, image_channels: int):
-    """The output head named by `model.decoder.head` (one of `kmixvae.choices.HEADS`)."""
+    """The output head registered under `model.decoder.head` (`register_output_head`).
+
+    The head gets `image_channels`, `model.decoder.head_upscale` as `upscale`,
+    and each `model.decoder` key its class names in `config_settings`.
+    """
     dec = config.model.decoder
-    common = {"image_channels": image_channels, "upscale": dec.head_upscale, "name": "head"}
-    heads = {
-        "heteroscedastic": lambda: HeteroscedasticGaussian(
-            sigma_min=dec.sigma_min, sigma_max=dec.sigma_max, nll_beta=dec.nll_beta, **common
-        ),
-        "bernoulli": lambda: Bernoulli(**common),
-        "gaussian": lambda: Gaussian(sigma=dec.fixed_sigma, **common),
-    }
-    assert set(heads) == set(HEADS), "kmixvae.choices.HEADS and build_head disagree"
-    return heads[dec.head]()
+    cls = OUTPUT_HEADS[dec.head]
+    settings = {}
+    for argument, key in getattr(cls, "config_settings", {}).items():
+        if not hasattr(dec, key):
+            raise ValueError(
+                f"output head {dec.head!r} ({cls.__name__}) reads model.decoder.{key}, "
+                "which is not a key of model.decoder"
+            )
+        settings[argument] = getattr(dec, key)
+    return cls(image_channels=image_channels, upscale=dec.head_upscale, name="head", **settings)
 
 
 def initial_channels(config: Config) -> list[int]:
