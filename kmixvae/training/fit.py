@@ -226,7 +226,7 @@ def _callbacks(config, data, path, state, log, full_output):
         callbacks.append(gate.curriculum)
     if config.pruning.enabled:
         settings = {k: v for k, v in dataclasses.asdict(config.pruning).items() if k != "enabled"}
-        gate.pruning = ChannelPruning(data.train_images, **settings, log=log)
+        gate.pruning = ChannelPruning(data.train_images, **settings, seed=config.seed, log=log)
         callbacks.append(gate.pruning)
     if config.model.encoder.heads > 1:
         callbacks.append(
