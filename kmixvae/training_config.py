@@ -79,7 +79,17 @@ class EarlyStoppingConfig:
 @dataclass
 class TrainingConfig:
     epochs: int = option(30, lo=1)
-    steps_per_epoch: Optional[int] = option(None, lo=1, doc="null = one pass over the data")
+    steps_per_epoch: Optional[int] = option(
+        None, lo=1, doc="null = training.epoch_images images an epoch"
+    )
+    epoch_images: Optional[int] = option(
+        10_000,
+        lo=1,
+        doc="an epoch trains on min(N, this many) training images, rounded up to whole "
+        "batches (null = one pass over the N images); the epoch-based schedule then costs "
+        "the same on any data set larger than it (kmixvae.training.epoch_schedule)",
+        switch=only_when("steps_per_epoch", None),
+    )
     optimizer: str = option("adam", choices=choices.OPTIMIZERS)
     learning_rate: float = option(1e-3, lo=0.0)
     lr_schedule: str = option("constant", choices=choices.LR_SCHEDULES)

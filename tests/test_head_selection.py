@@ -181,29 +181,11 @@ def test_head_keys_are_checked(encoder, loss, message):
         from_dict(config)
 
 
-def test_fit_records_which_head_it_kept(tmp_path):
-    run, out, _ = fit_smoke(
-        tmp_path,
-        write_patterns(tmp_path / "data"),
-        "training.epochs=2",
-        "curriculum.enabled=false",
-        "model.encoder.heads=3",
-        "model.encoder.head_selection_epoch=1",
-        "loss.self_label.weight=1",
-    )
-    selection = json.loads((run / "metrics.json").read_text())["head_selection"]
-    assert selection["epoch"] == 2
-    assert len(selection["stability"]) == 3
-    assert selection["head"] == int(np.argmax(selection["stability"]))
-    assert len(selection["val_accuracy"]) == 3
-    assert "channel heads: kept head" in out
-
-
-def test_fit_does_not_warn_about_the_heads_the_selection_left(tmp_path):
-    """TensorFlow's optimizer warns that the unused candidate heads get no gradient."""
+def test_fit_records_which_head_it_kept_and_does_not_warn_about_the_rest(tmp_path):
+    """Also: TensorFlow's optimizer warned that the unused candidate heads get no gradient."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit_smoke(
+        run, out, _ = fit_smoke(
             tmp_path,
             write_patterns(tmp_path / "data"),
             "training.epochs=2",
@@ -212,6 +194,12 @@ def test_fit_does_not_warn_about_the_heads_the_selection_left(tmp_path):
             "model.encoder.head_selection_epoch=1",
             "loss.self_label.weight=1",
         )
+    selection = json.loads((run / "metrics.json").read_text())["head_selection"]
+    assert selection["epoch"] == 2
+    assert len(selection["stability"]) == 3
+    assert selection["head"] == int(np.argmax(selection["stability"]))
+    assert len(selection["val_accuracy"]) == 3
+    assert "channel heads: kept head" in out
     assert not [w for w in caught if "Gradients do not exist" in str(w.message)]
 
 

@@ -40,6 +40,7 @@ import sklearn
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
+from kmixvae.data.sampling import SAMPLE_CAP, fixed_sample
 from kmixvae.evaluation.metrics import cluster_label_matching
 from kmixvae.utils.files import atomic_write
 
@@ -249,37 +250,52 @@ def load_or_train_judge(
     return judge
 
 
-def check_disjoint(train_images, eval_images, max_shared: float = 0.01) -> None:
+def check_disjoint(train_images, eval_images, max_shared: float = 0.01, chunk: int = 8192) -> None:
     """Raises `ValueError` when the judge's images overlap the evaluated ones.
 
     Images are compared exactly (by their bytes after conversion to [0, 1]
     floats); a data set's own rare duplicates are tolerated up to
-    `max_shared` of the evaluated images.
+    `max_shared` of the evaluated images. The training images are streamed
+    `chunk` at a time: memory grows with the evaluated images only.
 
     Args:
         train_images: the judge's training images.
         eval_images: the evaluated images.
         max_shared: float. Largest tolerated share of evaluated images that
             also appear among the training images.
+        chunk: int. Images converted to floats at once.
     """
-    seen = {row.tobytes() for row in _as_flat_floats(train_images)}
-    evaluated = _as_flat_floats(eval_images)
-    shared = sum(row.tobytes() in seen for row in evaluated)
-    if shared > max_shared * len(evaluated):
+    evaluated: dict[bytes, int] = {}
+    for lo in range(0, len(eval_images), chunk):
+        for row in _as_flat_floats(eval_images[lo : lo + chunk]):
+            key = row.tobytes()
+            evaluated[key] = evaluated.get(key, 0) + 1
+    found: set[bytes] = set()
+    for lo in range(0, len(train_images), chunk):
+        found.update(
+            key
+            for key in (row.tobytes() for row in _as_flat_floats(train_images[lo : lo + chunk]))
+            if key in evaluated
+        )
+    shared = sum(evaluated[key] for key in found)
+    total = len(eval_images)
+    if shared > max_shared * total:
         raise ValueError(
-            f"{shared} of the {len(evaluated)} evaluated images are among the judge's "
-            "training images"
+            f"{shared} of the {total} evaluated images are among the judge's training images"
         )
 
 
 def end_of_run_generation(
-    model, data, source: str, seed: int = 0, n_per_channel: int = 200
+    model, data, source: str, seed: int = 0, n_per_channel: int = 200, sample_cap: int = SAMPLE_CAP
 ) -> dict:
     """Generation metrics of a finished fit, for its `metrics.json`.
 
     The judge learns from the run's training images and labels (cached in
     `default_judge_cache_dir()`), and scores the validation split; labels
-    train nothing else.
+    train nothing else. Both are fixed samples of at most `sample_cap`
+    images (`kmixvae.data.sampling.fixed_sample`: every image up to the
+    cap), so the cost does not grow with the data; the validation sample
+    is checked against every training image.
 
     Args:
         model: the trained `MixtureVAE`.
@@ -287,6 +303,8 @@ def end_of_run_generation(
         source: the training split's name (recorded with the judge).
         seed: int. Seed of the judge and of the prior draws.
         n_per_channel: int. Prior draws per active channel.
+        sample_cap: int. Most training images the judge learns from, and
+            most validation images scored (`SAMPLE_CAP`).
 
     Returns:
         The `generation_metrics` dict, or `{"skipped": reason}` when the
@@ -295,23 +313,23 @@ def end_of_run_generation(
     """
     if data.val_images is None or data.val_labels is None or len(data.val_images) == 0:
         return {"skipped": "no validation split to score"}
+    val_x, val_y = fixed_sample(data.val_images, data.val_labels, cap=sample_cap, seed=seed)
     try:
-        check_disjoint(data.train_images, data.val_images)
+        check_disjoint(data.train_images, val_x)
     except ValueError as e:
         return {"skipped": f"validation split vs training split: {e}"}
+    train_x, train_y = fixed_sample(data.train_images, data.train_labels, cap=sample_cap, seed=seed)
     try:
         judge = load_or_train_judge(
-            data.train_images,
-            data.train_labels,
+            train_x,
+            train_y,
             seed=seed,
             source=source,
             cache_dir=default_judge_cache_dir(),
         )
     except ValueError as e:  # e.g. a training split of one label: nothing to judge with
         return {"skipped": str(e)}
-    return generation_metrics(
-        model, judge, data.val_images, data.val_labels, n_per_channel=n_per_channel, seed=seed
-    )
+    return generation_metrics(model, judge, val_x, val_y, n_per_channel=n_per_channel, seed=seed)
 
 
 def _channel_seed(seed: int, channel: int) -> int:

@@ -1,4 +1,4 @@
-"""The augmented views that objectives compare: a random rotation and shift of each image."""
+"""The augmented views that objectives compare: a random rotation, shift, shear and scale of each image."""
 
 from __future__ import annotations
 
@@ -42,11 +42,20 @@ class AugmentConfig:
     )
     rotation: float = option(15.0, lo=0.0, hi=180.0, doc="degrees, +- (augmented views)")
     shift: float = option(0.1, lo=0.0, hi=0.5, doc="fraction of the size, +- (augmented views)")
+    shear: float = option(0.0, lo=0.0, hi=1.0, doc="horizontal shear factor, +- (augmented views)")
+    scale: float = option(0.0, lo=0.0, hi=0.5, doc="zoom, a factor in [1 - scale, 1 + scale]")
 
 
 @keras.saving.register_keras_serializable(package="kmixvae")
 class ViewAugmentation:
-    """Random rotation (+- `rotation` degrees) and shift (+- `shift` of the size), bilinear.
+    """Random rotation, shift, horizontal shear and zoom of each image, bilinear.
+
+    Each image gets its own draw: a rotation of +- `rotation` degrees, a
+    shift of +- `shift` of the size, a horizontal shear `x += s * y` with
+    `s` in +- `shear`, and a zoom by a factor in `[1 - scale, 1 + scale]`,
+    all about the image centre. Shear and zoom are drawn only when they are
+    on, so `shear=0, scale=0` draws exactly what the rotation-and-shift
+    augmentation always drew.
 
     Written with `keras.ops` (one code path on every backend; Keras'
     preprocessing layers retrace the JAX step every batch). The random state
@@ -55,11 +64,22 @@ class ViewAugmentation:
     Args:
         rotation: float. Maximum rotation in degrees.
         shift: float. Maximum shift as a fraction of the image size.
+        shear: float. Maximum horizontal shear factor (0: none).
+        scale: float. Maximum relative zoom (0: none).
+
+    Example:
+
+    ```python
+    augment = ViewAugmentation(rotation=10.0, shift=0.08, shear=0.3)
+    views = augment(images, keras.random.SeedGenerator(0))
+    ```
     """
 
-    def __init__(self, rotation=15.0, shift=0.1):
+    def __init__(self, rotation=15.0, shift=0.1, shear=0.0, scale=0.0):
         self.rotation = float(rotation)
         self.shift = float(shift)
+        self.shear = float(shear)
+        self.scale = float(scale)
 
     def __call__(self, x, seed):
         n = ops.shape(x)[0]
@@ -69,16 +89,24 @@ class ViewAugmentation:
         tx = keras.random.uniform((n,), -self.shift, self.shift, seed=seed) * w
         ty = keras.random.uniform((n,), -self.shift, self.shift, seed=seed) * h
         cos, sin = ops.cos(angle), ops.sin(angle)
+        # Output pixel (x, y) reads input M @ (x - c, y - c) + c - t; M = R @ S / zoom.
+        m00, m01, m10, m11 = cos, sin, -sin, cos
+        if self.shear > 0:
+            s = keras.random.uniform((n,), -self.shear, self.shear, seed=seed)
+            m01, m11 = m01 + cos * s, m11 - sin * s
+        if self.scale > 0:
+            zoom = keras.random.uniform((n,), 1.0 - self.scale, 1.0 + self.scale, seed=seed)
+            m00, m01, m10, m11 = m00 / zoom, m01 / zoom, m10 / zoom, m11 / zoom
         cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
         zero = ops.zeros_like(cos)
         transform = ops.stack(
             [
-                cos,
-                sin,
-                cx - cos * cx - sin * cy - tx,
-                -sin,
-                cos,
-                cy + sin * cx - cos * cy - ty,
+                m00,
+                m01,
+                cx - m00 * cx - m01 * cy - tx,
+                m10,
+                m11,
+                cy - m10 * cx - m11 * cy - ty,
                 zero,
                 zero,
             ],
@@ -89,7 +117,12 @@ class ViewAugmentation:
         )
 
     def get_config(self):
-        return {"rotation": self.rotation, "shift": self.shift}
+        return {
+            "rotation": self.rotation,
+            "shift": self.shift,
+            "shear": self.shear,
+            "scale": self.scale,
+        }
 
     @classmethod
     def from_config(cls, config):

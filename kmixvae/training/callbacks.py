@@ -78,12 +78,46 @@ class OptimizerRestart(keras.callbacks.Callback):
         self.model.make_train_function(force=True)
 
 
+FEATURE_CHUNK = 8192
+"""Images `image_features` converts to floats at once (a multiple of the 512-image inference batch)."""
+
+
+def image_features(model, images, chunk: int = FEATURE_CHUNK) -> np.ndarray:
+    """`model.features` of every image, in one pass of `chunk` images at a time.
+
+    Linear in N, and besides the float32 `(N, F)` features it holds only
+    `chunk` float images at once: the images stay uint8. The chunks are cut
+    on the inference batches of `model.features` (a final chunk of one
+    batch or less joins the one before), so every batch, and every
+    feature, is what one call on all the images gives.
+
+    Args:
+        model: a `MixtureVAE`.
+        images: uint8 or [0, 1] float `(N, H, W, C)` images.
+        chunk: int. Images per chunk; a multiple of 512.
+
+    Returns:
+        float32 `(N, F)` trunk features.
+    """
+    n = len(images)
+    bounds = list(range(0, n, chunk)) + [n]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] <= 512:
+        del bounds[-2]
+    out = None
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        part = model.features(as_float_images(images[lo:hi]))
+        if out is None:
+            out = np.empty((n,) + tuple(part.shape[1:]), np.float32)
+        out[lo:hi] = part
+    return out
+
+
 class NeighborRefresh(keras.callbacks.Callback):
     """Re-pairs the training images by the encoder's own features at epoch `start`.
 
     At the start of that epoch (0-based) it computes the `k` nearest
     neighbours of every training image in the trunk's feature space
-    (`model.features`, cosine) and assigns them to the `tf.Variable` the
+    (`model.features`, cosine; one batched pass, `image_features`) and assigns them to the `tf.Variable` the
     neighbour dataset draws from. The graph is saved to `path` first; a run
     resumed after the refresh loads it instead of recomputing it.
 
@@ -116,7 +150,7 @@ class NeighborRefresh(keras.callbacks.Callback):
             how = f"loaded from {self.path}"
         else:
             t0 = time.perf_counter()
-            features = self.model.features(as_float_images(self.images))
+            features = image_features(self.model, self.images)
             neighbors = cosine_neighbors(features, self.k)
             if self.mutual:
                 neighbors = mutual_neighbors(neighbors)

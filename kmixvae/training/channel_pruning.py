@@ -8,6 +8,11 @@ partition's modularity, Newman 2004), and the smaller one is merged into the
 larger: it is masked with the model's channel mask, so its images move to
 their next most likely channel, which is the one they are linked to. A
 channel that holds almost no images is masked. Labels are never used.
+
+The checks read a fixed sample of the training images (`kmixvae.data.sampling`):
+all of them up to `SAMPLE_CAP` (the same pixel graph as the neighbour pairs'),
+a seeded sample of `SAMPLE_CAP` above it, whose own k-NN graph the links are
+counted on; so a check costs the same at 60,000 or 1,000,000 images.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 
 from kmixvae.choices import PRUNING_GRAPHS
 from kmixvae.data.neighbors import cosine_neighbors, mutual_mask, pixel_neighbors
+from kmixvae.data.sampling import SAMPLE_CAP, fixed_sample
 from kmixvae.utils.images import as_float_images
 
 
@@ -162,9 +168,11 @@ class ChannelPruning(keras.callbacks.Callback):
     """Masks the channels the data does not support, at the start of chosen epochs.
 
     At the start of each epoch in `check_epochs` (0-based, as
-    `training.restart_epoch`), it assigns every training image to its most
-    likely channel, pairs the images by mutual k-NN (in pixel space, computed
-    once, or in the encoder's current feature space) and applies
+    `training.restart_epoch`), it assigns every image of its sample (all the
+    training images up to `sample_cap`, a fixed seeded sample of
+    `sample_cap` above it) to its most likely channel, pairs those images by
+    mutual k-NN (in pixel space, computed once, or in the encoder's current
+    feature space) and applies
     `plan_pruning`: channels with too few images are masked,
     and two channels joined by at least `merge_ratio` times the neighbour
     pairs chance would give are merged. The mask changes through `self.model` (the
@@ -185,6 +193,8 @@ class ChannelPruning(keras.callbacks.Callback):
         graph: `"pixels"` (the images' own graph, which the encoder cannot
             reshape around its channels) or `"features"` (the trunk's).
         min_channels: int. Never keep fewer channels.
+        sample_cap: int. Most images a check reads (`SAMPLE_CAP`).
+        seed: int. Seed of the sample (the run's seed).
         log: function printing one message.
 
     Example:
@@ -207,6 +217,8 @@ class ChannelPruning(keras.callbacks.Callback):
         neighbors=20,
         graph="pixels",
         min_channels=1,
+        sample_cap=SAMPLE_CAP,
+        seed=0,
         log=print,
     ):
         super().__init__()
@@ -214,7 +226,12 @@ class ChannelPruning(keras.callbacks.Callback):
             raise ValueError(f"graph: {graph!r} is not one of {', '.join(PRUNING_GRAPHS)}")
         self.graph = graph
         self._pixel_pairs = None
-        self.images = images
+        self.images = fixed_sample(images, cap=sample_cap, seed=seed)  # uint8 kept as uint8
+        self.sampled = (
+            ""
+            if len(self.images) == len(images)
+            else (f"; on a sample of {len(self.images)} of the {len(images)} images")
+        )
         self.check_epochs = sorted(int(e) for e in check_epochs)
         self.merge_ratio = float(merge_ratio)
         self.min_usage = float(min_usage)
@@ -264,7 +281,7 @@ class ChannelPruning(keras.callbacks.Callback):
             model.set_active_channels([c for c in active if c not in masked])
         self.log(
             f"channel pruning, epoch {epoch + 1}: {len(model.active_channels)} of "
-            f"{model.num_channels} channels kept ({time.perf_counter() - t0:.1f} s)"
+            f"{model.num_channels} channels kept ({time.perf_counter() - t0:.1f} s{self.sampled})"
         )
 
 

@@ -40,6 +40,7 @@ from kmixvae.training import resume as resume_lib
 from kmixvae.training.channel_pruning import ChannelPruning
 from kmixvae.training.curriculum import ChannelCurriculum
 from kmixvae.training.distribution import configure_distribution
+from kmixvae.training.epoch_schedule import describe_epoch, epoch_steps
 from kmixvae.training.head_selection import HeadSelection
 from kmixvae.training.optimizers import make_optimizer
 from kmixvae.utils.files import atomic_write_text
@@ -137,6 +138,8 @@ def fit_run(
         model = _build_or_restore_model(config, data, dist, path, state)
         _write_summary(config, model, dist, path, log, full_output)
         log(f"input pipeline: {describe_pipeline(config.data.pipeline)}")
+        steps = _steps_per_epoch(config, data)
+        log(f"epoch: {describe_epoch(data.num_train, data.batch_size, steps)}")
         callbacks = _callbacks(config, data, path, state, log, full_output)
         start_batch = _start_batch(config, data, state, log)
         train_ds = _train_dataset(config, data, callbacks, path, log, start_batch)
@@ -173,8 +176,10 @@ def _open_run_folder(config, run_dir, resume, log):
 
 
 def _steps_per_epoch(config, data) -> int:
-    """Training steps an epoch: `training.steps_per_epoch`, else one pass over the data."""
-    return config.training.steps_per_epoch or data.steps_per_epoch()
+    """Training steps an epoch: `training.steps_per_epoch`, else min(N, `training.epoch_images`)
+    images (`kmixvae.training.epoch_schedule`)."""
+    t = config.training
+    return epoch_steps(data.num_train, data.batch_size, t.epoch_images, t.steps_per_epoch)
 
 
 def _start_batch(config, data, state, log) -> int:
@@ -226,7 +231,7 @@ def _callbacks(config, data, path, state, log, full_output):
         callbacks.append(gate.curriculum)
     if config.pruning.enabled:
         settings = {k: v for k, v in dataclasses.asdict(config.pruning).items() if k != "enabled"}
-        gate.pruning = ChannelPruning(data.train_images, **settings, log=log)
+        gate.pruning = ChannelPruning(data.train_images, **settings, seed=config.seed, log=log)
         callbacks.append(gate.pruning)
     if config.model.encoder.heads > 1:
         callbacks.append(

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from kmixvae.data.sampling import SAMPLE_CAP, fixed_sample
 from kmixvae.evaluation.metrics import clustering_accuracy
 from kmixvae.utils.images import as_float_images
 
@@ -102,8 +103,10 @@ class HeadSelection(keras.callbacks.Callback):
         log: function printing one message.
         val_images: optional held-out images with `val_labels`: each head's
             clustering accuracy on them is recorded beside the choice (to
-            study the rule; the choice never reads them).
+            study the rule; the choice never reads them), on at most
+            `SAMPLE_CAP` of them (`kmixvae.data.sampling.fixed_sample`).
         val_labels: optional int `(M,)` labels of `val_images`.
+        sample_cap: int. Most held-out images recorded (`SAMPLE_CAP`).
 
     Attributes:
         events: list with the selection's record once it has run: the epoch
@@ -111,11 +114,15 @@ class HeadSelection(keras.callbacks.Callback):
             with held-out labels every head's held-out accuracy.
     """
 
-    def __init__(self, images, seed=0, log=print, val_images=None, val_labels=None):
+    def __init__(
+        self, images, seed=0, log=print, val_images=None, val_labels=None, sample_cap=SAMPLE_CAP
+    ):
         super().__init__()
         self.images = images
         self.seed = int(seed)
         self.log = log
+        if val_labels is not None:  # a record only: a fixed sample of SAMPLE_CAP serves
+            val_images, val_labels = fixed_sample(val_images, val_labels, cap=sample_cap, seed=seed)
         self.val_images = val_images
         self.val_labels = val_labels
         self.events = []

@@ -1,0 +1,76 @@
+"""`ViewAugmentation`: the random rotation, shift, shear and zoom of the augmented views."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from kmixvae.objectives import ViewAugmentation
+from tests.helpers.tiny import tiny_model
+
+
+def _vertical_bars(n=64, size=28):
+    x = np.zeros((n, size, size, 1), "float32")
+    x[:, 4:-4, size // 2 - 1 : size // 2 + 1] = 1.0
+    return x
+
+
+def _slopes(x):
+    """Per image, the slope dx/dy of the line through each row's centre of mass."""
+    slopes = []
+    for image in np.asarray(x)[..., 0]:
+        mass = image.sum(axis=1)
+        rows = np.nonzero(mass > 0.5)[0]
+        centres = (image[rows] * np.arange(image.shape[1])).sum(axis=1) / mass[rows]
+        slopes.append(np.polyfit(rows, centres, 1)[0])
+    return np.array(slopes)
+
+
+def _augment(augmentation, x, seed=0):
+    return keras.ops.convert_to_numpy(augmentation(x, keras.random.SeedGenerator(seed)))
+
+
+def test_shear_slants_a_vertical_bar_within_its_range():
+    x = _vertical_bars()
+    np.testing.assert_allclose(
+        _slopes(_augment(ViewAugmentation(rotation=0.0, shift=0.0), x)), 0.0, atol=1e-6
+    )
+    slopes = _slopes(_augment(ViewAugmentation(rotation=0.0, shift=0.0, shear=0.4), x))
+    assert np.abs(slopes).max() <= 0.4 + 0.02
+    assert np.abs(slopes).max() > 0.25  # drawn over the range, not a constant
+    assert (slopes > 0.05).any() and (slopes < -0.05).any()  # both directions
+
+
+def test_scale_zooms_within_its_range():
+    x = np.zeros((64, 28, 28, 1), "float32")
+    x[:, 9:19, 9:19] = 1.0  # a centred 10 x 10 square
+    same = _augment(ViewAugmentation(rotation=0.0, shift=0.0), x)
+    np.testing.assert_allclose(same, x, atol=1e-5)
+    ratio = (
+        _augment(ViewAugmentation(rotation=0.0, shift=0.0, scale=0.2), x).sum(axis=(1, 2, 3)) / 100
+    )
+    assert ratio.min() >= 0.8**2 - 0.05 and ratio.max() <= 1.2**2 + 0.05
+    assert ratio.min() < 0.85 and ratio.max() > 1.15
+
+
+def test_shear_and_scale_off_draw_the_rotation_and_shift_alone():
+    """Shear and zoom draw nothing when off, so the other draws do not move."""
+    x = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
+    off = _augment(ViewAugmentation(10.0, 0.08), x, seed=3)
+    again = _augment(ViewAugmentation(10.0, 0.08, shear=0.0, scale=0.0), x, seed=3)
+    np.testing.assert_array_equal(off, again)
+    assert not np.allclose(_augment(ViewAugmentation(10.0, 0.08, shear=0.3), x, seed=3), off)
+
+
+@pytest.mark.parametrize("key,value", [("shear", 0.3), ("scale", 0.1)])
+def test_the_config_reaches_the_model_and_survives_saving(key, value):
+    model = tiny_model(loss={"self_label": {"weight": 1.0}, "augment": {key: value}})
+    assert getattr(model.augmentation, key) == value
+    revived = ViewAugmentation.from_config(model.augmentation.get_config())
+    assert getattr(revived, key) == value
+
+
+def test_an_augmentation_saved_before_shear_and_scale_loads():
+    old = ViewAugmentation.from_config({"rotation": 10.0, "shift": 0.08})
+    assert (old.shear, old.scale) == (0.0, 0.0)
