@@ -11,12 +11,21 @@ and reports which head each label-free rule would keep:
   training augmentation (10 degrees, 8%) -- the rule `kmixvae` uses;
 - `strong`: the same with a stronger augmentation (20 degrees, 10%);
 - `pairs`: the share of mutual neighbour pairs put in one channel;
-- `confidence`: the mean max q(c|x).
+- `confidence`: the mean max q(c|x);
+- `agreement`: the mean adjusted Rand index of a head's argmax with every
+  other head's (the most central partition of the ensemble).
 
 Usage (MNIST-10k, `test[:80%]` -> `test[80%:]`):
 
     KERAS_BACKEND=tensorflow python apps/head_selection_rule.py --data-dir ../shared/data/mnist-10k \
         --seeds 0 1 2 3 4 5 6 7 8 --out docs/study_head_selection_rule.md
+
+Fashion-MNIST (`train[:8000]` -> `train[50000:52000]`, the small protocol),
+with the shipped config's shear:
+
+    KERAS_BACKEND=tensorflow python apps/head_selection_rule.py \
+        --data-dir ../shared/data/fashion-mnist-train --shear 0.3 \
+        --seeds 0 1 2 3 4 5 6 7 8 9 --out docs/study_head_selection_rule_fashion.md
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from keras import ops
 from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
 from kmixvae.data.sources import read_idx
 from kmixvae.evaluation.metrics import clustering_accuracy
+from sklearn.metrics import adjusted_rand_score
 from kmixvae.models.encoder import Encoder
 from kmixvae.objectives.views import ViewAugmentation
 from kmixvae.utils.images import as_float_images
@@ -42,7 +52,7 @@ K = 10
 class HeadsModel(keras.Model):
     """A film_het encoder trunk with `heads` channel heads trained by SCAN + usage entropy."""
 
-    def __init__(self, heads, seed):
+    def __init__(self, heads, seed, shear=0.0):
         super().__init__()
         self.enc = Encoder(
             K,
@@ -53,7 +63,7 @@ class HeadsModel(keras.Model):
             batch_norm_momentum=0.9,
             heads=heads,
         )
-        self.aug = ViewAugmentation(10.0, 0.08)
+        self.aug = ViewAugmentation(10.0, 0.08, shear=shear)
         self.gen = keras.random.SeedGenerator(seed + 1)
 
     def probs(self, x, training=False):
@@ -85,10 +95,20 @@ def _argmax(model, x, augmentation=None, seed=123):
     return q.argmax(-1).T, q.max(-1).mean(0)
 
 
-def run_seed(x_train, x_val, y_val, heads, seed, epochs=10, batch=256):
+def _agreement(assignments):
+    """Each head's mean adjusted Rand index with every other head's assignments."""
+    h = len(assignments)
+    ari = np.eye(h)
+    for i in range(h):
+        for j in range(i + 1, h):
+            ari[i, j] = ari[j, i] = adjusted_rand_score(assignments[i], assignments[j])
+    return (ari.sum(1) - 1.0) / max(h - 1, 1)
+
+
+def run_seed(x_train, x_val, y_val, heads, seed, epochs=10, batch=256, shear=0.0, k=20):
     keras.utils.set_random_seed(seed)
-    neighbours = mutual_neighbors(pixel_neighbors(x_train, 20))
-    model = HeadsModel(heads, seed)
+    neighbours = mutual_neighbors(pixel_neighbors(x_train, k))
+    model = HeadsModel(heads, seed, shear)
     model(np.zeros((2,) + x_train.shape[1:3] + (2,), "float32"))
     steps = len(x_train) // batch
     lr = keras.optimizers.schedules.CosineDecay(3e-3, epochs * steps, alpha=1e-4 / 3e-3)
@@ -112,6 +132,7 @@ def run_seed(x_train, x_val, y_val, heads, seed, epochs=10, batch=256):
         "strong": (plain == strong).mean(1),
         "pairs": np.array([(a[:, None] == a[neighbours]).mean() for a in plain]),
         "confidence": confidence,
+        "agreement": _agreement(plain),
     }
     return accuracy, scores, seconds
 
@@ -121,13 +142,21 @@ def main(argv=None):
     parser.add_argument("--data-dir", default="../shared/data/mnist-10k")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(9)))
     parser.add_argument("--heads", type=int, default=10)
+    parser.add_argument("--shear", type=float, default=0.0, help="loss.augment.shear of the views")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the clustering phase")
+    parser.add_argument("--k", type=int, default=20, help="data.neighbors of the pixel graph")
     parser.add_argument("--out", default=None, help="Markdown report (default: print only)")
     args = parser.parse_args(argv)
     folder = Path(args.data_dir)
-    x = as_float_images(read_idx(folder / "t10k-images-idx3-ubyte.gz"))
-    y = read_idx(folder / "t10k-labels-idx1-ubyte.gz").astype("int64")
-    x_train, x_val, y_val = x[:8000], x[8000:], y[8000:]
-    rules = ("stability", "strong", "pairs", "confidence")
+    if (folder / "train-images-idx3-ubyte.gz").exists():  # a training set: the small protocol
+        x = as_float_images(read_idx(folder / "train-images-idx3-ubyte.gz")[:52000])
+        y = read_idx(folder / "train-labels-idx1-ubyte.gz")[:52000].astype("int64")
+        x_train, x_val, y_val = x[:8000], x[50000:52000], y[50000:52000]
+    else:  # the 10k test set: test[:80%] -> test[80%:]
+        x = as_float_images(read_idx(folder / "t10k-images-idx3-ubyte.gz"))
+        y = read_idx(folder / "t10k-labels-idx1-ubyte.gz").astype("int64")
+        x_train, x_val, y_val = x[:8000], x[8000:], y[8000:]
+    rules = ("stability", "strong", "pairs", "confidence", "agreement")
     lines = [
         "| seed | every head's held-out accuracy % | random head | best | "
         + " | ".join(rules)
@@ -138,7 +167,9 @@ def main(argv=None):
     best_hits = {r: 0 for r in rules}
     means, bests = [], []
     for seed in args.seeds:
-        accuracy, scores, seconds = run_seed(x_train, x_val, y_val, args.heads, seed)
+        accuracy, scores, seconds = run_seed(
+            x_train, x_val, y_val, args.heads, seed, args.epochs, shear=args.shear, k=args.k
+        )
         means.append(accuracy.mean())
         bests.append(accuracy.max())
         cells = []
