@@ -81,8 +81,8 @@ def test_flop_counter_matches_hand_computation(bench):
     assert per["mixture_vae/decoder/conv_0"] == 3 * 2 * 14 * 14 * 9 * 8 * 4
     assert per["mixture_vae/decoder/head/projection"] == 3 * 2 * 14 * 14 * 9 * 4 * 8
     # FiLM: embedding 4 -> 2 * features, then one multiply-add per feature value.
-    assert per["mixture_vae/decoder/film_0/projection"] == 3 * 2 * 4 * 16
-    assert per["mixture_vae/decoder/film_1"] == 3 * 2 * 14 * 14 * 4
+    assert per["mixture_vae/decoder/conditioning/film_0/projection"] == 3 * 2 * 4 * 16
+    assert per["mixture_vae/decoder/conditioning/film_1"] == 3 * 2 * 14 * 14 * 4
     enc = sum(f for p, f in per.items() if "/encoder/" in p)
     dec = sum(f for p, f in per.items() if "/decoder/" in p)
     assert counts["encoder_flops"] == enc and counts["decoder_flops"] == dec

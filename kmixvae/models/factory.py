@@ -89,7 +89,7 @@ def build_model(config: Config, image_shape: tuple[int, int, int]) -> MixtureVAE
         prior=prior,
         elbo=ElboConfig.from_dict(dataclasses.asdict(config.loss.elbo)),
         objectives=objectives_from_config(config.loss),
-        augmentation=ViewAugmentation(config.loss.augment.rotation, config.loss.augment.shift),
+        augmentation=ViewAugmentation(**dataclasses.asdict(config.loss.augment)),
         active_channels=initial_channels(config),
         seed=config.seed,
         head_selection_epoch=m.encoder.head_selection_epoch,
