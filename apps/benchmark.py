@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -49,9 +48,13 @@ from pathlib import Path
 
 import numpy as np
 
+APPS_DIR = str(Path(__file__).resolve().parent)
+if APPS_DIR not in sys.path:  # loaded from a file, not run as a script: find apps/machine.py
+    sys.path.append(APPS_DIR)
+from machine import installed_backends, package_version, peak_accelerator_mb  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = ("configs/film_het.json", "configs/concat_het.json")
-DEFAULT_BACKENDS = ("tensorflow", "jax")  # those of them that are installed
 K_VALUES = (10, 1)
 IMAGE_SHAPE = (28, 28, 1)
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -122,15 +125,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(dist: str) -> str | None:
-    for name in (dist, dist.replace("-cpu", "")):
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
 def machine_info() -> dict:
     """Static facts about this machine and the installed versions (no heavy imports)."""
     try:
@@ -144,10 +138,10 @@ def machine_info() -> dict:
         "physical_cores": physical,
         "cpu_model": cpu_model(),
         "python": platform.python_version(),
-        "keras": _version("keras"),
-        "tensorflow": _version("tensorflow-cpu") or _version("tensorflow"),
-        "jax": _version("jax"),
-        "jaxlib": _version("jaxlib"),
+        "keras": package_version("keras"),
+        "tensorflow": package_version("tensorflow-cpu") or package_version("tensorflow"),
+        "jax": package_version("jax"),
+        "jaxlib": package_version("jaxlib"),
         "numpy": np.__version__,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "platform": platform.platform(),
@@ -406,46 +400,6 @@ def synthetic_images(n: int, seed: int = 0) -> np.ndarray:
     blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))
     noise = 0.1 * rng.random((n, 28, 28), dtype=np.float32)
     return np.clip(blob + noise, 0.0, 1.0).astype("float32")[..., None]
-
-
-def installed_backends(names=DEFAULT_BACKENDS) -> list[str]:
-    """The Keras backends among `names` whose package can be imported here."""
-    import importlib.util
-
-    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-    found = []
-    for name in names:
-        try:
-            if importlib.util.find_spec(module.get(name, name)) is not None:
-                found.append(name)
-        except (ImportError, ValueError):
-            pass
-    return found
-
-
-def peak_accelerator_mb() -> float | None:
-    """Peak memory in use on the first accelerator (MB), or None on CPU."""
-    import keras
-
-    try:
-        if keras.backend.backend() == "jax":
-            import jax
-
-            device = jax.devices()[0]
-            if device.platform == "cpu":
-                return None
-            stats = device.memory_stats() or {}
-            peak = stats.get("peak_bytes_in_use")
-            return None if peak is None else peak / 2**20
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            if not tf.config.list_physical_devices("GPU"):
-                return None
-            return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
-    except Exception:  # a backend without memory statistics
-        return None
-    return None
 
 
 def make_dataset(x: np.ndarray, batch_size: int, neighbors: int = 0, pipeline: str = "auto"):

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import importlib.util
 import json
 import math
 import os
@@ -41,6 +40,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+APPS_DIR = str(Path(__file__).resolve().parent)
+if APPS_DIR not in sys.path:  # loaded from a file, not run as a script: find apps/machine.py
+    sys.path.append(APPS_DIR)
+from machine import installed_backends, package_version, peak_accelerator_mb  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "film_het.json"
@@ -57,26 +61,6 @@ def log(message: str) -> None:
     print(f"[gpu_check {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def installed_backends() -> list[str]:
-    found = []
-    for name in ("tensorflow", "jax"):
-        try:
-            if importlib.util.find_spec(name) is not None:
-                found.append(name)
-        except (ImportError, ValueError):
-            pass
-    return found
-
-
-def _version(dist: str):
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def machine_info() -> dict:
     info = {
         "python": platform.python_version(),
@@ -84,7 +68,7 @@ def machine_info() -> dict:
         "cores": os.cpu_count(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": {
-            d: _version(d)
+            d: package_version(d)
             for d in (
                 "keras",
                 "tensorflow",
@@ -95,7 +79,7 @@ def machine_info() -> dict:
                 "jax-cuda13-plugin",
                 "numpy",
             )
-            if _version(d)
+            if package_version(d)
         },
         "nvidia_smi": None,
     }
@@ -303,27 +287,6 @@ def fit_worker(args) -> int:
     result["peak_accelerator_mb"] = peak_accelerator_mb()
     Path(args.worker_out).write_text(json.dumps(result, indent=2))
     return 0
-
-
-def peak_accelerator_mb():
-    import keras
-
-    try:
-        if keras.backend.backend() == "jax":
-            import jax
-
-            device = jax.devices()[0]
-            if device.platform == "cpu":
-                return None
-            peak = (device.memory_stats() or {}).get("peak_bytes_in_use")
-            return None if peak is None else peak / 2**20
-        import tensorflow as tf
-
-        if not tf.config.list_physical_devices("GPU"):
-            return None
-        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
-    except Exception:  # a device without memory statistics
-        return None
 
 
 # --------------------------------------------------------------------------- data

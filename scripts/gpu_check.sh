@@ -6,16 +6,10 @@
 #
 #   bash scripts/gpu_check.sh [OUT_DIR] [--data-dir DIR] [--steps N] [--cli-fit] [--on-cpu] ...
 #
-# Python: $PYTHON, else .venv/bin/python if present, else python3.
+# Python: $PYTHON, else .venv/bin/python if present, else python3 (scripts/_python.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-if [ -n "${PYTHON:-}" ]; then
-  PY="$PYTHON"
-elif [ -x .venv/bin/python ]; then
-  PY=.venv/bin/python
-else
-  PY=python3
-fi
+source scripts/_python.sh
 OUT_DIR="${1:-gpu_check_out}"
 [ $# -gt 0 ] && shift
 echo "gpu_check: $("$PY" --version 2>&1) at $(command -v "$PY"), output in $OUT_DIR"

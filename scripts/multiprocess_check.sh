@@ -6,14 +6,8 @@
 #
 #   bash scripts/multiprocess_check.sh [--work-dir DIR] [--timeout S] [--rtol R] [--atol A]
 #
-# Python: $PYTHON, else .venv/bin/python if present, else python3.
+# Python: $PYTHON, else .venv/bin/python if present, else python3 (scripts/_python.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-if [ -n "${PYTHON:-}" ]; then
-  PY="$PYTHON"
-elif [ -x .venv/bin/python ]; then
-  PY=.venv/bin/python
-else
-  PY=python3
-fi
+source scripts/_python.sh
 exec "$PY" apps/multiprocess_check.py "$@"

@@ -21,8 +21,8 @@ from kmixvae.training.channel_pruning import (
     mutual_pairs,
     plan_pruning,
 )
-from tests.helpers.cli import assert_one_error_line
-from tests.test_cli import fit_smoke, run_cli
+from tests.helpers.cli import assert_one_error_line, run_cli
+from tests.helpers.runs import fit_smoke
 
 
 def cluster_graph(labels, k=8, cross=0.0, seed=0):

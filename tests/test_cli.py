@@ -19,76 +19,20 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from kmixvae.cli import main
-from tests.helpers.cli import assert_one_error_line, set_args
+from tests.helpers.cli import assert_one_error_line, run_cli
 from tests.helpers.processes import kill_when_ready
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SMOKE = REPO_ROOT / "configs" / "smoke.json"
-N_TRAIN, N_TEST, BATCH = 96, 48, 48
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        return CliRunner()  # click >= 8.2 keeps stderr apart
-
-
-def run_cli(*args, expect=0):
-    result = _runner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    out, err = result.stdout, result.stderr
-    if expect is not None:
-        assert result.exit_code == expect, (
-            f"exit {result.exit_code}\nstdout:\n{out}\nstderr:\n{err}"
-        )
-    return result, out, err
-
-
-def write_patterns(folder: Path, n_train=N_TRAIN, n_test=N_TEST, size=28, seed=0) -> Path:
-    """mnist.npz with three simple patterns (labels 0, 1, 2) plus noise."""
-    rng = np.random.default_rng(seed)
-
-    def images(n):
-        y = np.arange(n) % 3
-        x = np.zeros((n, size, size), np.uint8)
-        a, b = size // 7, size - size // 7
-        m0, m1 = size // 2 - 2, size // 2 + 2
-        for i, label in enumerate(y):
-            if label == 0:
-                x[i, a:b, m0:m1] = 255
-            elif label == 1:
-                x[i, m0:m1, a:b] = 255
-            else:
-                x[i, a + 2 : b - 2, a + 2 : b - 2] = 200
-        noise = rng.integers(0, 30, x.shape).astype(np.uint8)
-        return np.maximum(x, noise), y.astype(np.int64)
-
-    folder.mkdir(parents=True, exist_ok=True)
-    x_train, y_train = images(n_train)
-    x_test, y_test = images(n_test)
-    np.savez(folder / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return folder
-
-
-def tiny_sets(tmp: Path, *extra: str) -> list[str]:
-    """`--set` arguments of the tiny runs; a key in `extra` replaces the base's (each key once)."""
-    return set_args(
-        "data.train_split=train",
-        "data.val_split=test",
-        f"data.batch_size={BATCH}",
-        f"output.saved_model={tmp / 'm.keras'}",
-        f"output.runs_dir={tmp / 'runs'}",
-        *extra,
-    )
-
-
-def read_history(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+from tests.helpers.runs import (
+    BATCH,
+    N_TEST,
+    N_TRAIN,
+    PNG_MAGIC,
+    SMOKE,
+    fit_smoke,
+    read_history,
+    tiny_sets,
+    write_patterns,
+)
 
 
 def files_under(folder: Path) -> set[str]:
@@ -98,14 +42,6 @@ def files_under(folder: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return write_patterns(tmp_path_factory.mktemp("data"))
-
-
-def fit_smoke(tmp: Path, data_dir: Path, *sets: str) -> tuple[Path, str, str]:
-    """`kmixvae fit` of the smoke config into `tmp` (`tiny_sets` plus `sets`): its run folder, stdout, stderr."""
-    _, out, err = run_cli("fit", "--config", SMOKE, "--data-dir", data_dir, *tiny_sets(tmp, *sets))
-    runs = list((tmp / "runs").iterdir())
-    assert len(runs) == 1, runs
-    return runs[0], out, err
 
 
 @pytest.fixture(scope="module")

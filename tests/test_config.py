@@ -10,26 +10,18 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from kmixvae import config as config_lib
 from kmixvae.cli import main
 from kmixvae.errors import ConfigError
-from tests.helpers.cli import assert_one_error_line
+from tests.helpers.cli import assert_one_error_line, cli_runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_CONFIGS = sorted((REPO_ROOT / "configs").glob("*.json"))
 
 
-def _runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        return CliRunner()  # click >= 8.2 keeps stderr apart
-
-
 def invoke(*args):
-    result = _runner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    result = cli_runner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     try:
         err = result.stderr
     except ValueError:  # pragma: no cover - stderr not captured separately

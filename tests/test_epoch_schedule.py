@@ -16,8 +16,8 @@ import pytest
 
 from kmixvae.config import from_dict
 from kmixvae.training.epoch_schedule import describe_epoch, epoch_steps
-from tests.helpers.cli import assert_one_error_line
-from tests.test_cli import N_TRAIN, SMOKE, run_cli, tiny_sets, write_patterns
+from tests.helpers.cli import assert_one_error_line, run_cli
+from tests.helpers.runs import N_TRAIN, SMOKE, tiny_sets, write_patterns
 
 DEFAULT = from_dict({}).training.epoch_images
 

@@ -20,8 +20,8 @@ from kmixvae.training.head_selection import (
     augmentation_stability,
     matching_order,
 )
+from tests.helpers.runs import fit_smoke, write_patterns
 from tests.helpers.tiny import tiny_config_dict, tiny_model
-from tests.test_cli import fit_smoke, write_patterns
 
 SELF_LABEL = {"self_label": {"weight": 1.0, "threshold": 0.0}}
 

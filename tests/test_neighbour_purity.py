@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.apps import load_app
-from tests.test_cli import write_patterns
+from tests.helpers.runs import write_patterns
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_cli import write_patterns
+from tests.helpers.runs import write_patterns
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The subprocesses choose their own backend (JAX): run them in the suite's JAX pass only.
@@ -105,16 +105,12 @@ def _event_tags(folder: Path) -> set[str]:
 
 COMMANDS_CODE = """
 import json, sys
-from click.testing import CliRunner
 from kmixvae.cli import main
+from tests.helpers.cli import cli_runner
 
 results = []
 for args in json.loads(sys.argv[1]):
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:
-        runner = CliRunner()
-    r = runner.invoke(main, args, catch_exceptions=True)
+    r = cli_runner().invoke(main, args, catch_exceptions=True)
     results.append({"args": args, "exit": r.exit_code, "out": r.stdout + r.stderr,
                     "exception": repr(r.exception) if r.exit_code else None})
     if r.exit_code:

@@ -25,8 +25,8 @@ from kmixvae.data.image_folder import read_image_folder
 from kmixvae.errors import ConfigError, DataError
 from kmixvae.models.factory import build_model
 from kmixvae.runs import detect_source
-from tests.helpers.cli import assert_one_error_line, set_args
-from tests.test_cli import SMOKE, run_cli
+from tests.helpers.cli import assert_one_error_line, run_cli, set_args
+from tests.helpers.runs import SMOKE
 
 CLASSES = ("circle", "square", "triangle")
 COLOURS = {"circle": (230, 40, 40), "square": (40, 200, 40), "triangle": (40, 60, 230)}

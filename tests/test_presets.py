@@ -17,7 +17,8 @@ import pytest
 import kmixvae
 from kmixvae import presets
 from kmixvae.errors import ModelFileError
-from tests.test_cli import PNG_MAGIC, run_cli, write_patterns
+from tests.helpers.cli import run_cli
+from tests.helpers.runs import PNG_MAGIC, write_patterns
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -94,7 +94,8 @@ def test_track_shows_a_bar_on_a_terminal(monkeypatch, capsys):
 
 
 def test_fit_history_has_no_validation_values_for_training_only_terms(tmp_path):
-    from tests.test_cli import SMOKE, read_history, run_cli, tiny_sets, write_patterns
+    from tests.helpers.cli import run_cli
+    from tests.helpers.runs import SMOKE, read_history, tiny_sets, write_patterns
 
     data = write_patterns(tmp_path / "data")
     run = tmp_path / "run"

@@ -9,7 +9,7 @@ import pytest
 
 from kmixvae.evaluation.generation import train_judge
 from tests.helpers.apps import load_app
-from tests.test_cli import write_patterns
+from tests.helpers.runs import write_patterns
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,10 @@ import keras
 import numpy as np
 import pytest
 
-from tests.helpers.cli import assert_one_error_line
+from tests.helpers.cli import assert_one_error_line, run_cli
 from tests.helpers.passes import once_in_tensorflow_pass
 from tests.helpers.processes import kill_when_ready
-from tests.test_cli import BATCH, N_TRAIN, SMOKE, run_cli, tiny_sets, write_patterns
+from tests.helpers.runs import BATCH, N_TRAIN, SMOKE, tiny_sets, write_patterns
 
 RESUME_LOGIC = once_in_tensorflow_pass(
     "resume decisions read run files, not the backend (JAX's resume: test_cli's kill test)"

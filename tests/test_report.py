@@ -33,9 +33,10 @@ from kmixvae.viz.report import (
     label_mix,
     write_report,
 )
+from tests.helpers.cli import run_cli
+from tests.helpers.runs import PNG_MAGIC, write_patterns
 
 K = 3
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY = {
     "name": "tiny",
     "data": {"source": "npz", "train_split": "train", "val_split": "test"},
@@ -275,8 +276,6 @@ def test_masked_channels_have_no_samples(tmp_path):
 
 
 def test_cli_report(run_dir, tmp_path):
-    from tests.test_cli import run_cli, write_patterns
-
     data = write_patterns(tmp_path / "data", n_train=12, n_test=12)
     out = tmp_path / "r.html"
     _, stdout, _ = run_cli(

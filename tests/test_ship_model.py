@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from tests.helpers.apps import load_app
-from tests.test_cli import SMOKE, run_cli, tiny_sets, write_patterns
+from tests.helpers.cli import run_cli
+from tests.helpers.runs import SMOKE, tiny_sets, write_patterns
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,9 @@ import keras
 import numpy as np
 import pytest
 
+from tests.helpers.cli import run_cli
 from tests.helpers.passes import once_in_tensorflow_pass
-from tests.test_cli import PNG_MAGIC, run_cli
+from tests.helpers.runs import PNG_MAGIC
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = REPO_ROOT / "kmixvae" / "presets" / "mnist_film_het.keras"

@@ -9,10 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.apps import load_app
-from tests.test_cli import write_patterns
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SMOKE = REPO_ROOT / "configs" / "smoke.json"
+from tests.helpers.runs import SMOKE, write_patterns
 
 
 @pytest.fixture()
