@@ -37,11 +37,11 @@ from pathlib import Path
 import keras
 import numpy as np
 from keras import ops
+from sklearn.metrics import adjusted_rand_score
 
 from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
 from kmixvae.data.sources import read_idx
 from kmixvae.evaluation.metrics import clustering_accuracy
-from sklearn.metrics import adjusted_rand_score
 from kmixvae.models.encoder import Encoder
 from kmixvae.objectives.views import ViewAugmentation
 from kmixvae.utils.images import as_float_images
