@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.paths import REPO_ROOT
 from tests.helpers.tiny import tiny_model as build_tiny_model
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # The real MNIST test split (IDX files), shared by the projects on this machine.
 MNIST10K_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist-10k"
 

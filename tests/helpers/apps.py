@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
-APPS = Path(__file__).resolve().parents[2] / "apps"
+from tests.helpers.paths import REPO_ROOT
+
+APPS = REPO_ROOT / "apps"
 
 
 def load_app(name: str):

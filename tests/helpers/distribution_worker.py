@@ -1,4 +1,4 @@
-"""Subprocess worker for tests/test_distribution.py.
+"""Subprocess worker for tests/training/test_distribution.py.
 
 Usage: python distribution_worker.py STRATEGY DEVICES PRECISION
 Sets up DEVICES simulated CPU devices for the current KERAS_BACKEND *before*

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from tests.helpers.cli import run_cli, set_args
+from tests.helpers.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SMOKE = REPO_ROOT / "configs" / "smoke.json"
 N_TRAIN, N_TEST, BATCH = 96, 48, 48
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -3,7 +3,7 @@ names the configs and the saved `.keras` files use, a bad registration is refuse
 and evaluation reads a head's declared `discrete_likelihood`, never its text.
 
 (A new head that is configured, trained, saved, loaded and evaluated with no
-edit elsewhere: `tests/test_new_parts.py`.)"""
+edit elsewhere: `tests/layers/test_new_parts.py`.)"""
 
 from __future__ import annotations
 

@@ -9,11 +9,10 @@ swaps: `tensorflow-cpu` -> `tensorflow[and-cuda]` and `jax` -> `jax[cuda12]`.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import REPO_ROOT
 
 
 def _requirement(line: str) -> tuple[str, str, str]:

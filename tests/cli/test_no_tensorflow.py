@@ -20,23 +20,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.paths import REPO_ROOT
 from tests.helpers.runs import write_patterns
+from tests.helpers.without_tensorflow import no_tf_env
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # The subprocesses choose their own backend (JAX): run them in the suite's JAX pass only.
 ONCE = pytest.mark.skipif(
     os.environ.get("KERAS_BACKEND", "tensorflow") != "jax",
     reason="runs JAX in a subprocess whatever the backend; once, in the JAX pass",
 )
-BLOCKER = REPO_ROOT / "tests" / "helpers" / "no_tensorflow"
-
-
-def no_tf_env(backend: str = "jax") -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(BLOCKER), str(REPO_ROOT)])
-    env["KERAS_BACKEND"] = backend
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def run_no_tf(args, cwd=REPO_ROOT, timeout=900, expect=0):

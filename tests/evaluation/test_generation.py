@@ -2,7 +2,8 @@
 
 The constructed cases use ten classes of synthetic 12x12 images (a bright
 block whose place is the class, plus noise) and fake models whose channels
-draw, reconstruct and own chosen classes, so the expected scores are known.
+draw, reconstruct and own chosen classes, so the expected scores are known
+(both in `tests/helpers/generation.py`).
 """
 
 from __future__ import annotations
@@ -18,64 +19,9 @@ from kmixvae.evaluation.generation import (
     train_judge,
 )
 from kmixvae.evaluation.metrics import cluster_label_matching, clustering_accuracy
+from tests.helpers.generation import IDENTITY, NUM_CLASSES, FakeModel, class_images
 
-NUM_CLASSES = 10
-SIDE = 12
 SMALL_JUDGE = {"hidden_units": 32, "epochs": 15}
-
-
-def class_images(classes, seed: int) -> np.ndarray:
-    """Float images `(N, 12, 12, 1)`: class k lights a 3x3 block at its own place."""
-    classes = np.asarray(classes)
-    rng = np.random.default_rng(seed)
-    x = rng.normal(0.1, 0.08, size=(len(classes), SIDE, SIDE, 1))
-    for i, k in enumerate(classes):
-        r, c = divmod(int(k), 4)
-        x[i, 3 * r + 1 : 3 * r + 4, 3 * c : 3 * c + 3, 0] += 0.8
-    return np.clip(x, 0.0, 1.0).astype("float32")
-
-
-def read_class(images) -> np.ndarray:
-    """The class whose block is brightest (how the fake encoder "sees")."""
-    x = np.asarray(images).reshape(-1, SIDE, SIDE)
-    scores = [
-        x[:, 3 * r + 1 : 3 * r + 4, 3 * c : 3 * c + 3].sum(axis=(1, 2))
-        for r, c in (divmod(k, 4) for k in range(NUM_CLASSES))
-    ]
-    return np.stack(scores, axis=1).argmax(axis=1)
-
-
-class FakeModel:
-    """A stand-in MixtureVAE.
-
-    Args:
-        owner: class -> channel that encodes it (argmax q(c|x)).
-        draws: channel -> class its prior draws.
-        recon: class -> class its reconstruction shows.
-        active: active channels.
-    """
-
-    def __init__(self, owner, draws, recon=None, active=None, num_channels=NUM_CLASSES):
-        self.owner = dict(owner)
-        self.draws = dict(draws)
-        self.recon = dict(recon or {k: k for k in range(NUM_CLASSES)})
-        self.num_channels = num_channels
-        self.active_channels = tuple(range(num_channels) if active is None else active)
-        self.sampled = []
-
-    def encode(self, x, batch_size=512):
-        cls = read_class(x)
-        return {"channel": np.array([self.owner[int(k)] for k in cls], dtype=np.int64)}
-
-    def reconstruct(self, x, batch_size=512):
-        cls = read_class(x)
-        shown = [self.recon[int(k)] for k in cls]
-        return {"mean": class_images(shown, seed=99), "channel": self.encode(x)["channel"]}
-
-    def sample(self, n, channel=None, seed=None):
-        assert channel in self.active_channels, "an inactive channel was sampled"
-        self.sampled.append(channel)
-        return {"mean": class_images([self.draws[channel]] * n, seed=seed)}
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +34,6 @@ def judge():
 def eval_set():
     y = np.random.default_rng(5).integers(0, NUM_CLASSES, size=300)
     return class_images(y, seed=2), y
-
-
-IDENTITY = {k: k for k in range(NUM_CLASSES)}
 
 
 def test_cluster_label_matching_is_the_accuracy_matching():

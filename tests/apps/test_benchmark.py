@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
 from tests.helpers.apps import load_app
 from tests.helpers.passes import once_in_tensorflow_pass
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import REPO_ROOT
 
 # A tiny model: 3 channels, encoder conv filters [4, 8], dense 16, decoder [8, 4].
 TINY = [

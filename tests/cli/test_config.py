@@ -15,8 +15,8 @@ from kmixvae import config as config_lib
 from kmixvae.cli import main
 from kmixvae.errors import ConfigError
 from tests.helpers.cli import assert_one_error_line, cli_runner
+from tests.helpers.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_CONFIGS = sorted((REPO_ROOT / "configs").glob("*.json"))
 
 

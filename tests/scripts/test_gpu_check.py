@@ -12,13 +12,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.test_no_tensorflow import no_tf_env
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.without_tensorflow import no_tf_env
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # The subprocesses choose their own backend (JAX): run them in the suite's JAX pass only.
 ONCE = pytest.mark.skipif(
     os.environ.get("KERAS_BACKEND", "tensorflow") != "jax",

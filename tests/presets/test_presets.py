@@ -18,9 +18,8 @@ import kmixvae
 from kmixvae import presets
 from kmixvae.errors import ModelFileError
 from tests.helpers.cli import run_cli
+from tests.helpers.paths import REPO_ROOT
 from tests.helpers.runs import PNG_MAGIC, write_patterns
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()

@@ -125,7 +125,7 @@ def test_fit_prints_a_summary_and_one_short_line_per_epoch(trained):
 
 def test_fit_writes_its_report(trained):
     from kmixvae.viz.report import flatten_metrics, format_value
-    from tests.test_report import assert_images_exist, parse
+    from tests.helpers.report_page import assert_images_exist, parse
 
     page = parse(trained["run"] / "report.html")
     assert_images_exist(page, trained["run"])

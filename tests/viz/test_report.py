@@ -10,13 +10,11 @@ narrower than its longest word.
 
 from __future__ import annotations
 
-import base64
 import csv
 import html as html_lib
 import json
 import shutil
 import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +32,7 @@ from kmixvae.viz.report import (
     write_report,
 )
 from tests.helpers.cli import run_cli
+from tests.helpers.report_page import assert_images_exist, parse
 from tests.helpers.runs import PNG_MAGIC, write_patterns
 
 K = 3
@@ -46,54 +45,6 @@ TINY = {
         "encoder": {"filters": [8], "dense_units": 16},
     },
 }
-
-
-class Page(HTMLParser):
-    """Collects image sources, header cells (text and `title`), element ids and all text."""
-
-    def __init__(self):
-        super().__init__()
-        self.images: list[str] = []
-        self.text: list[str] = []
-        self.headers: list[str] = []
-        self.header_keys: list[str] = []
-        self.ids: list[str] = []
-        self._in_th = False
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "img":
-            self.images.append(attrs.get("src", ""))
-        if "id" in attrs:
-            self.ids.append(attrs["id"])
-        self._in_th = tag == "th"
-        if tag == "th" and "title" in attrs:
-            self.header_keys.append(attrs["title"])
-
-    def handle_endtag(self, tag):
-        if tag == "th":
-            self._in_th = False
-
-    def handle_data(self, data):
-        self.text.append(data)
-        if self._in_th:
-            self.headers.append(data.strip())
-
-
-def parse(path: Path) -> Page:
-    page = Page()
-    page.feed(path.read_text(encoding="utf-8"))
-    return page
-
-
-def assert_images_exist(page: Page, folder: Path):
-    assert page.images
-    for src in page.images:
-        if src.startswith("data:image/png;base64,"):
-            png = base64.b64decode(src.split(",", 1)[1])
-            assert png[:8] == PNG_MAGIC and len(png) > 100
-        else:
-            assert (folder / src).is_file(), src
 
 
 def synthetic(n=60, seed=0):

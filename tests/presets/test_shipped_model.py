@@ -18,9 +18,9 @@ import pytest
 
 from tests.helpers.cli import run_cli
 from tests.helpers.passes import once_in_tensorflow_pass
+from tests.helpers.paths import REPO_ROOT
 from tests.helpers.runs import PNG_MAGIC
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = REPO_ROOT / "kmixvae" / "presets" / "mnist_film_het.keras"
 CARD = REPO_ROOT / "kmixvae" / "presets" / "mnist_film_het.md"
 

@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,10 +15,10 @@ import pytest
 from kmixvae.config import from_dict
 from kmixvae.errors import ConfigError
 from kmixvae.training.distribution import Distribution, configure_distribution
+from tests.helpers.paths import REPO_ROOT
 
 BACKEND = keras.backend.backend()
-WORKER = Path(__file__).parent / "helpers" / "distribution_worker.py"
-ROOT = Path(__file__).resolve().parents[1]
+WORKER = REPO_ROOT / "tests" / "helpers" / "distribution_worker.py"
 
 
 def _run_worker(strategy: str, devices: int, precision: str = "float32") -> dict:
@@ -94,7 +93,7 @@ def test_two_processes_train_what_one_process_with_two_devices_trains(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KERAS_DISTRIBUTION_")}
     env["PYTHON"] = sys.executable
     proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "multiprocess_check.sh"), "--work-dir", str(tmp_path)],
+        ["bash", str(REPO_ROOT / "scripts" / "multiprocess_check.sh"), "--work-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=600,

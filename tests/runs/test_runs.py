@@ -39,6 +39,7 @@ from kmixvae.runs import (
 from kmixvae.runs import folder as folder_lib
 from kmixvae.runs.interrupts import deferred
 from kmixvae.utils.files import atomic_write_text
+from tests.helpers.paths import REPO_ROOT
 
 
 def _config(tmp_path: Path, name="probe") -> config_lib.Config:
@@ -279,7 +280,7 @@ def _part_imports() -> dict[str, set[str]]:
             yield node
             stack.extend(ast.iter_child_nodes(node))
 
-    root = Path(__file__).resolve().parents[1] / "kmixvae"
+    root = REPO_ROOT / "kmixvae"
     edges: dict[str, set[str]] = {}
     for path in root.rglob("*.py"):
         part = path.relative_to(root).parts[0].removesuffix(".py")

@@ -146,13 +146,10 @@ def test_approximate_graph_works_without_tensorflow():
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(root / "tests" / "helpers" / "no_tensorflow"), str(root)]
-    )
+    from tests.helpers.without_tensorflow import no_tf_pythonpath
+
+    env = dict(os.environ, PYTHONPATH=no_tf_pythonpath())
     code = (
         "import sys, numpy as np\n"
         "from kmixvae.data import neighbors as nb\n"

@@ -19,7 +19,7 @@ from kmixvae.training.callbacks import image_features
 from kmixvae.training.channel_pruning import ChannelPruning, pixel_pairs, plan_pruning
 from kmixvae.training.head_selection import HeadSelection
 from kmixvae.utils.images import as_float_images
-from tests.test_generation import IDENTITY, NUM_CLASSES, FakeModel, class_images
+from tests.helpers.generation import IDENTITY, NUM_CLASSES, FakeModel, class_images
 
 
 def test_the_cap_keeps_todays_runs_whole():

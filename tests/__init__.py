@@ -1,0 +1,1 @@
+"""The test suite; its sub-folders mirror the package `kmixvae/` (plus apps/, scripts/, cli/)."""

@@ -1,0 +1,1 @@
+"""Tests of the `kmixvae` command line as a user meets it."""

@@ -1,0 +1,1 @@
+"""Tests of the shell scripts in `scripts/` and of the install files."""
