@@ -102,7 +102,7 @@ def test_film_input_feeds_the_embedding_to_the_first_layer():
         tiny_config(model={"decoder": {"film_input": True, "embedding_dim": 4}}), (8, 8, 1)
     )
     dec = model.decoder
-    assert dec.film_input
+    assert dec.strategy.film_input  # the FiLM conditioning part owns the key
     assert dec.project.kernel.shape[0] == 2 + 4  # z and e_c
     plain = build_model(tiny_config(model={"decoder": {"embedding_dim": 4}}), (8, 8, 1)).decoder
     assert plain.project.kernel.shape[0] == 2
