@@ -112,6 +112,20 @@ class TrainingConfig:
         switch=only_unless("restart_epoch", 0),
     )
     clipnorm: Optional[float] = option(None, lo=0.0)
+    validation_freq: int = option(
+        1,
+        lo=1,
+        doc="the validation pass (val_* metrics, the best checkpoint, early stopping on a val_* "
+        "monitor) runs every this many epochs and at the last; the held-out clustering "
+        "(val_cluster_acc) runs every epoch",
+    )
+    validation_images: Optional[int] = option(
+        10_000,
+        lo=1,
+        doc="the validation pass reads a fixed seeded sample of at most this many validation "
+        "images (null = all of them); every image up to it, so splits up to this size are "
+        "validated whole",
+    )
     early_stopping: EarlyStoppingConfig = section(EarlyStoppingConfig)
 
 

@@ -40,6 +40,7 @@ from kmixvae.data.batching import (
     pixel_scale,
 )
 from kmixvae.data.config import DataConfig
+from kmixvae.data.sampling import fixed_sample
 from kmixvae.data.sources import load_splits
 from kmixvae.errors import ConfigError, DataError
 
@@ -458,30 +459,39 @@ class DataBundle:
             return ImageBatches(self.train_images, self.train_labels, self.batch_size, **kwargs)
         return make_dataset(self.train_images, self.train_labels, self.batch_size, **kwargs)
 
-    def val_dataset(self, *, with_labels: bool = False) -> Optional[tf.data.Dataset]:
+    def val_dataset(
+        self, *, with_labels: bool = False, max_images: Optional[int] = None, seed: int = 0
+    ) -> Optional[tf.data.Dataset]:
         """Validation batches in a fixed order, or `None` without a validation split.
 
         Args:
             with_labels: yield `(x, y)` instead of `x`.
+            max_images: int or None. Read a fixed sample of at most this
+                many validation images (`kmixvae.data.sampling.fixed_sample`:
+                every image, in order, up to it); None reads them all.
+            seed: int. Seed of that sample.
 
         Returns:
             The validation `tf.data.Dataset` (or `ImageBatches`), or `None`.
         """
         if self.val_images is None:
             return None
+        images, labels = self.val_images, self.val_labels
+        if max_images is not None:
+            images, labels = fixed_sample(images, labels, cap=max_images, seed=seed)
         if resolve_pipeline(self.pipeline) == "arrays":
             from kmixvae.data.array_dataset import ImageBatches
 
             return ImageBatches(
-                self.val_images,
-                self.val_labels,
+                images,
+                labels,
                 self.batch_size,
                 with_labels=with_labels,
                 shard=self.shard,
             )
         return make_dataset(
-            self.val_images,
-            self.val_labels,
+            images,
+            labels,
             self.batch_size,
             shuffle=False,
             with_labels=with_labels,

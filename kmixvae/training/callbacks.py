@@ -197,7 +197,9 @@ class GatedEarlyStopping(keras.callbacks.EarlyStopping):
     Its state in `last.json` (`state_key`) says whether it stopped the run and
     after which epoch, which is how `fit --resume` knows an early-stopped run
     is complete; it must come before the `Checkpointer` in the callbacks, so
-    that the epoch it stops at is recorded with that epoch.
+    that the epoch it stops at is recorded with that epoch. With a `val_`
+    monitor it counts only the epochs that ran the validation pass
+    (`training.validation_freq`): its patience is in validations.
     """
 
     state_key = "early_stopping"
@@ -223,6 +225,8 @@ class GatedEarlyStopping(keras.callbacks.EarlyStopping):
             self.best = None
             self.best_weights = None
             return
+        if self.monitor.startswith("val_") and "val_loss" not in (logs or {}):
+            return  # no validation pass this epoch (`training.validation_freq`): nothing to count
         # `best=None` counts the first gated epoch as an improvement (Keras 3).
         super().on_epoch_end(epoch, logs)
 

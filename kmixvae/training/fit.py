@@ -104,6 +104,7 @@ def fit_run(
     verbose: int | str = "auto",
     log=print,
     full_output: bool = True,
+    callbacks=(),
 ) -> RunResult:
     """Trains the model the config describes; writes or continues a run folder.
 
@@ -117,6 +118,9 @@ def fit_run(
         full_output: bool. Print what was built and Keras' progress bar with
             every metric; False prints a few lines about the run and one
             short line per epoch (`kmixvae.training.progress`).
+        callbacks: more `keras.callbacks.Callback`s, called after the run's
+            own (after the checkpoint of each epoch is written) and before
+            the last one, which stops the run on Ctrl-C / SIGTERM.
 
     Returns:
         A `RunResult`.
@@ -132,7 +136,7 @@ def fit_run(
     dist.check_batch_size(config.data.batch_size)
     data.check_batch_fits()
     dist.check_split_batches("data.train_split", data.num_train, config.data.batch_size)
-    dist.check_split_batches("data.val_split", data.num_val, config.data.batch_size)
+    dist.check_split_batches("data.val_split", _validated_images(config, data), config.data.batch_size)
     path, state = _open_run_folder(config, run_dir, resume, log)
     try:
         model = _build_or_restore_model(config, data, dist, path, state)
@@ -140,7 +144,9 @@ def fit_run(
         log(f"input pipeline: {describe_pipeline(config.data.pipeline)}")
         steps = _steps_per_epoch(config, data)
         log(f"epoch: {describe_epoch(data.num_train, data.batch_size, steps)}")
+        user_callbacks = list(callbacks)
         callbacks = _callbacks(config, data, path, state, log, full_output)
+        callbacks[-1:-1] = user_callbacks  # before StopOnSignal
         start_batch = _start_batch(config, data, state, log)
         train_ds = _train_dataset(config, data, callbacks, path, log, start_batch)
         wall = _train(config, model, train_ds, data, callbacks, state, path, verbose, full_output)
@@ -180,6 +186,32 @@ def _steps_per_epoch(config, data) -> int:
     images (`kmixvae.training.epoch_schedule`)."""
     t = config.training
     return epoch_steps(data.num_train, data.batch_size, t.epoch_images, t.steps_per_epoch)
+
+
+def _validated_images(config, data) -> int:
+    """Validation images the per-epoch validation pass reads (`training.validation_images`)."""
+    cap = config.training.validation_images
+    return data.num_val if cap is None else min(data.num_val, cap)
+
+
+def _validation_data(config, data):
+    """The per-epoch validation batches: a fixed sample of `training.validation_images`."""
+    if data.num_val == 0:
+        return None
+    return data.val_dataset(max_images=config.training.validation_images, seed=config.seed)
+
+
+def validation_epochs(training) -> list[int]:
+    """The 1-based epochs the validation pass runs at: every `validation_freq`-th and the last.
+
+    Args:
+        training: the `training` config section.
+
+    Returns:
+        Sorted epochs, as Keras' `fit(validation_freq=...)` takes them.
+    """
+    every, last = training.validation_freq, training.epochs
+    return sorted({e for e in range(every, last + 1, every)} | {last})
 
 
 def _start_batch(config, data, state, log) -> int:
@@ -344,7 +376,8 @@ def _train(config, model, train_ds, data, callbacks, state, path, verbose, full_
             warnings.filterwarnings("ignore", message=UNUSED_HEADS_WARNING)
             model.fit(
                 train_ds,
-                validation_data=data.val_dataset() if data.num_val > 0 else None,
+                validation_data=_validation_data(config, data),
+                validation_freq=validation_epochs(config.training),
                 epochs=config.training.epochs,
                 initial_epoch=state["epochs_done"] if state else 0,
                 steps_per_epoch=_steps_per_epoch(config, data),
