@@ -96,8 +96,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import keras
-
     from benchmark import CompileCounter
+
     from kmixvae import cli
     from kmixvae.training.epoch_timing import EpochTiming
     from kmixvae.training.fit import fit_run

@@ -136,7 +136,9 @@ def fit_run(
     dist.check_batch_size(config.data.batch_size)
     data.check_batch_fits()
     dist.check_split_batches("data.train_split", data.num_train, config.data.batch_size)
-    dist.check_split_batches("data.val_split", _validated_images(config, data), config.data.batch_size)
+    dist.check_split_batches(
+        "data.val_split", _validated_images(config, data), config.data.batch_size
+    )
     path, state = _open_run_folder(config, run_dir, resume, log)
     try:
         model = _build_or_restore_model(config, data, dist, path, state)

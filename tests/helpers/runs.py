@@ -84,6 +84,24 @@ def tiny_sets(tmp: Path, *extra: str) -> list[str]:
     )
 
 
+def tiny_config(tmp: Path, data_dir: Path, *extra: str):
+    """The smoke config with the `tiny_sets` settings, resolved as `kmixvae fit` resolves it.
+
+    For tests that call `fit_run` or `load_datasets` in-process.
+
+    Args:
+        tmp: the folder the run's outputs go to.
+        data_dir: a folder with `mnist.npz` (see `write_patterns`).
+        *extra: more `key=value` settings, replacing the base's keys.
+
+    Returns:
+        A `kmixvae.config.Config`.
+    """
+    from kmixvae import cli
+
+    return cli._load(SMOKE, tiny_sets(tmp, *extra)[1::2], data_dir)
+
+
 def read_history(path: Path) -> list[dict]:
     """The rows of a run's `history.csv`, each a dict of strings keyed by column."""
     with open(path, newline="") as f:

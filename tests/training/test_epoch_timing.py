@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import keras
 
-from kmixvae import cli
 from kmixvae.training.epoch_timing import EpochTiming
 from kmixvae.training.fit import fit_run
-from tests.helpers.runs import BATCH, N_TRAIN, SMOKE, write_patterns
+from tests.helpers.runs import BATCH, N_TRAIN, tiny_config, write_patterns
 
 
 class _Order(keras.callbacks.Callback):
@@ -20,23 +19,15 @@ class _Order(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         last = self.folder / "checkpoints" / "last.json"
-        self.seen.append((epoch, last.is_file() and f'"epochs_done": {epoch + 1}' in last.read_text()))
+        self.seen.append(
+            (epoch, last.is_file() and f'"epochs_done": {epoch + 1}' in last.read_text())
+        )
 
 
 def test_user_callbacks_run_after_the_checkpoint_and_time_every_epoch(tmp_path):
     data_dir = write_patterns(tmp_path / "data")
     epochs = 2
-    config = cli._load(
-        SMOKE,
-        [
-            "data.train_split=train",
-            "data.val_split=test",
-            f"data.batch_size={BATCH}",
-            f"training.epochs={epochs}",
-            f"output.saved_model={tmp_path / 'm.keras'}",
-        ],
-        data_dir,
-    )
+    config = tiny_config(tmp_path, data_dir, f"training.epochs={epochs}")
     timing = EpochTiming()
     order = _Order(tmp_path / "run")
     fit_run(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from kmixvae import cli
 from kmixvae.config import TrainingConfig
 from kmixvae.data import load_datasets
 from kmixvae.training.fit import validation_epochs
-from tests.helpers.runs import BATCH, N_TEST, SMOKE, fit_smoke, read_history, write_patterns
+from tests.helpers.runs import N_TEST, fit_smoke, read_history, tiny_config, write_patterns
 
 
 def test_validation_epochs_are_every_nth_and_the_last():
@@ -36,9 +35,7 @@ def test_a_run_validates_only_at_its_validation_epochs(tmp_path):
 
 
 def _bundle(tmp_path, *sets):
-    data_dir = write_patterns(tmp_path / "data")
-    base = ["data.train_split=train", "data.val_split=test", f"data.batch_size={BATCH}"]
-    return load_datasets(cli._load(SMOKE, base + list(sets), data_dir))
+    return load_datasets(tiny_config(tmp_path, write_patterns(tmp_path / "data"), *sets))
 
 
 def _images_of(dataset) -> np.ndarray:
@@ -76,17 +73,16 @@ def test_fit_validates_on_the_sample(tmp_path):
             self.batches += 1
 
     data_dir = write_patterns(tmp_path / "data")
-    sets = [
-        "data.train_split=train",
-        "data.val_split=test",
+    config = tiny_config(
+        tmp_path,
+        data_dir,
         "data.batch_size=16",
         "training.epochs=1",
         "training.validation_images=16",
-        f"output.saved_model={tmp_path / 'm.keras'}",
-    ]
+    )
     counter = CountValidationBatches()
     fit_run(
-        cli._load(SMOKE, sets, data_dir),
+        config,
         run_dir=str(tmp_path / "run"),
         callbacks=[counter],
         full_output=False,
