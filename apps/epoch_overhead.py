@@ -84,6 +84,13 @@ def markdown(rows: list[dict], summary: dict, header: str) -> str:
         f"- train-step recompiles after epoch 1: {s['recompiles_after_epoch_1']} "
         f"(epochs {s['recompile_epochs'] or 'none'})",
     ]
+    if "fit_run_s" in s:
+        peak = s["peak_accelerator_mb"]
+        lines += [
+            f"- whole `fit_run` (data, neighbour graph, model, epochs, evaluation, saving): "
+            f"{s['fit_run_s']:.1f} s; peak RSS {s['peak_rss_mb']:.0f} MB; peak accelerator "
+            f"memory {'-' if peak is None else f'{peak:.0f} MB'}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -95,8 +102,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="folder for epoch_overhead.json / .md")
     args = parser.parse_args(argv)
 
+    import resource
+    import time
+
     import keras
     from benchmark import CompileCounter
+    from machine import peak_accelerator_mb
 
     from kmixvae import cli
     from kmixvae.training.epoch_timing import EpochTiming
@@ -113,7 +124,13 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="epoch_overhead_"))
     overrides.append(f"output.saved_model={work / 'model.keras'}")
-    config = cli._load(args.config, overrides, args.data_dir)
+    from kmixvae.errors import KmixvaeError
+
+    try:
+        config = cli._load(args.config, overrides, args.data_dir)
+    except KmixvaeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
     timing = EpochTiming()
     counter = CompileCounter()
@@ -130,9 +147,14 @@ def main(argv=None) -> int:
             timing.epochs[-1]["traces"] = counter.traces - self._seen
             self._seen = counter.traces
 
+    started = time.perf_counter()
     fit_run(config, run_dir=str(work / "run"), callbacks=[timing, CountTraces()], full_output=False)
     rows = timing.epochs
     summary = summarize(rows)
+    summary["fit_run_s"] = time.perf_counter() - started
+    summary["images_per_epoch"] = [r["steps"] * config.data.batch_size for r in rows]
+    summary["peak_accelerator_mb"] = peak_accelerator_mb()
+    summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     header = (
         f"`{keras.backend.backend()}`, `{os.path.relpath(args.config, ROOT)}` "
         f"with {' '.join('--set ' + o for o in args.overrides) or 'no --set'}, "

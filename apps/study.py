@@ -304,7 +304,7 @@ def write_report(grid: dict, results: dict, command: str) -> Path:
         f"# Study: {name}",
         "",
         f"Data: `{grid['data_dir']}` "
-        + (f"(made by `{' '.join(grid['prepare'])}`)" if grid.get("prepare") else "(real MNIST)")
+        + (f"(made by `{' '.join(grid['prepare'])}`)" if grid.get("prepare") else "(real images)")
         + f", trained on `{grid['train_split']}`, "
         f"evaluated on `{grid['eval_split']}`; seeds {grid['seeds']}. Labels are used only for evaluation.",
         "",
