@@ -101,6 +101,8 @@ def test_vectorised_mutual_filter_matches_old_implementation(seed):
         np.stack([rng.choice(np.delete(np.arange(n), i), k, replace=False) for i in range(n)]),
     ):
         np.testing.assert_array_equal(nb.mutual_mask(table), _old_mutual_mask(table))
+        # Chunks that do not divide N: every row is checked once, against all N rows.
+        np.testing.assert_array_equal(nb.mutual_mask(table, chunk=7), _old_mutual_mask(table))
         np.testing.assert_array_equal(nb.mutual_neighbors(table), _old_mutual_neighbors(table))
     assert (~_old_mutual_mask(table)).all(axis=1).any(), "no row without mutual pairs tested"
 
