@@ -7,6 +7,7 @@ knows which sections exist; `kmixvae.config` composes them.
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from typing import Any
@@ -140,10 +141,12 @@ def check_switched_off(config, node=None, path: str = "") -> None:
                 switch_path = f"{path}.{switch.key}" if path else switch.key
             switch_value = lookup(config, switch_path)
             if not switch.is_on(switch_value):
+                default = json.dumps(getattr(defaults, f.name))
                 raise ConfigError(
                     f"{key}: {value!r} is set, but it is only used when "
                     f"{switch.condition(switch_path)} "
-                    f"({switch.describe(switch_path, switch_value)}); remove it or switch it on"
+                    f"({switch.describe(switch_path, switch_value)}); remove it (or "
+                    f"--set {key}={default}, its default) or switch it on"
                 )
 
 

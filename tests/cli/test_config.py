@@ -332,6 +332,27 @@ SWITCHED_OFF = {
 }
 
 
+def test_switching_film_het_to_concat_follows_the_hints_of_the_errors():
+    """`--set model.decoder.conditioning=concat` on film_het.json (the FiLM vs concat comparison):
+    each FiLM-only key it leaves set is rejected with the `--set KEY=DEFAULT` that clears it,
+    and following those hints gives a valid concat config."""
+    raw = config_lib.read_json(REPO_ROOT / "configs" / "film_het.json")
+    sets = ["model.decoder.conditioning=concat"]
+    hinted = []
+    for _ in range(5):
+        try:
+            config = config_lib.from_dict(config_lib.apply_overrides(raw, sets))
+            break
+        except ConfigError as err:
+            hint = str(err).split("(or --set ", 1)[1].split(", its default)")[0]
+            hinted.append(hint.split("=")[0])
+            sets.append(hint)
+    else:
+        pytest.fail(f"still rejected after following {hinted}")
+    assert config.model.decoder.conditioning == "concat"
+    assert "model.decoder.film_init" in hinted
+
+
 @pytest.mark.parametrize("sets, switch", SWITCHED_OFF.items(), ids=list(SWITCHED_OFF))
 def test_a_value_in_a_switched_off_part_is_rejected_naming_key_and_switch(sets, switch):
     overrides = sets.split()
