@@ -131,6 +131,7 @@ def measure(n, k, queries, exact_max, source, fashion_dir, clusters, seed) -> di
             "efConstruction": nb.HNSW_EF_CONSTRUCTION,
             "efSearch": max(nb.HNSW_EF_SEARCH, k + 1),
             "threads": nb._faiss_threads(),
+            "rows": "8-bit" if n >= nb.HNSW_SQ_MIN_ROWS else "float32",
         },
         "peak_rss_mb": round(graph_rss, 1),
         "peak_rss_mb_with_recall": round(_peak_rss_mb(), 1),

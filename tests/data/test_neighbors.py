@@ -164,3 +164,29 @@ def test_approximate_graph_works_without_tensorflow():
     )
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_large_graphs_keep_8bit_rows_with_the_same_recall(monkeypatch):
+    """From `HNSW_SQ_MIN_ROWS` rows the index holds 8-bit codes (a quarter of the memory)."""
+    import faiss
+
+    made = []
+    real = faiss.IndexHNSWSQ
+
+    def spy(*args):
+        made.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(faiss, "IndexHNSWSQ", spy)
+    monkeypatch.setattr(nb, "EXACT_MAX_ROWS", 500)
+    monkeypatch.setattr(nb, "HNSW_SQ_MIN_ROWS", 2000)
+    monkeypatch.setattr(nb, "HNSW_SQ_TRAIN_ROWS", 1000)
+    x = _clusters()
+    exact = nb.cosine_neighbors(x, 20, method="exact")
+    approx = nb.cosine_neighbors(x, 20)
+    assert len(made) == 1 and made[0][1] == faiss.ScalarQuantizer.QT_8bit
+    assert not (approx == np.arange(3000)[:, None]).any()
+    assert _recall(approx, exact) >= 0.95
+    monkeypatch.setattr(nb, "HNSW_SQ_MIN_ROWS", 3001)  # one row more: float32 rows, as before
+    nb.cosine_neighbors(x, 20)
+    assert len(made) == 1
