@@ -301,7 +301,7 @@ def model_card(
         f"as the preset `{out.stem}`: every `kmixvae` command takes that name as its model, "
         f"and Python loads it with `kmixvae.load_preset({out.stem!r})`.",
         "",
-        f"    kmixvae sample {out.stem} --channel 3 --n 16 --out three.png",
+        f"    kmixvae sample {out.stem} --channel 3 --n 16 --out channel3.png",
         f"    kmixvae evaluate {out.stem} --data-dir DIR --split {shlex.quote(data['val_split'])}",
         "",
         "## Data and split",
