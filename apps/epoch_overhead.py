@@ -102,11 +102,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="folder for epoch_overhead.json / .md")
     args = parser.parse_args(argv)
 
-    import resource
     import time
 
     import keras
-    from benchmark import CompileCounter
+    from benchmark import CompileCounter, peak_rss_mb
     from machine import peak_accelerator_mb
 
     from kmixvae import cli
@@ -154,7 +153,7 @@ def main(argv=None) -> int:
     summary["fit_run_s"] = time.perf_counter() - started
     summary["images_per_epoch"] = [r["steps"] * config.data.batch_size for r in rows]
     summary["peak_accelerator_mb"] = peak_accelerator_mb()
-    summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    summary["peak_rss_mb"] = peak_rss_mb()
     header = (
         f"`{keras.backend.backend()}`, `{os.path.relpath(args.config, ROOT)}` "
         f"with {' '.join('--set ' + o for o in args.overrides) or 'no --set'}, "
