@@ -14,6 +14,7 @@ PRIOR_MODES = ("fixed", "learnable")  # MixturePrior: pi, means, scales
 PRUNING_GRAPHS = ("pixels", "features")  # ChannelPruning: the k-NN graph links are counted on
 # data.source: where the images are read from (folder: PNG/JPEG files, read with Pillow)
 DATA_SOURCES = ("tfds", "idx", "npz", "folder")
+REFRESH_GRAPHS = ("features", "agreement")  # data.neighbor_refresh_graph
 PIPELINES = ("auto", "tf_data", "arrays")  # data.pipeline: tf.data, in-memory PyDataset, or auto
 CURRICULUM_SCHEDULES = ("fixed", "plateau")  # ChannelCurriculum: when the next channel unlocks
 UNLOCK_INITS = ("fresh", "split")  # ChannelCurriculum: how an unlocked channel starts

@@ -63,6 +63,13 @@ class DataConfig:
         "features, computed once at that epoch (0 = pixel pairs throughout)",
         switch=only_unless("neighbors", 0),
     )
+    neighbor_refresh_graph: str = option(
+        "features",
+        choices=choices.REFRESH_GRAPHS,
+        doc="the refreshed pairs: the features' k-NN graph, or only its pairs that the "
+        "pixel graph also lists (agreement)",
+        switch=only_unless("neighbor_refresh_epoch", 0),
+    )
 
 
 # A TFDS dataset name: `name`, `name/config`, optionally `:version`.

@@ -245,13 +245,54 @@ def mutual_neighbors(neighbors: np.ndarray) -> np.ndarray:
         int64 `(N, k)` table.
     """
     neighbors = np.asarray(neighbors, dtype="int64")
+    return kept_pairs(neighbors, mutual_mask(neighbors))
+
+
+def agreed_neighbors(neighbors: np.ndarray, other: np.ndarray, mutual: bool = False) -> np.ndarray:
+    """Keeps the pairs of `neighbors` that `other`, a k-NN graph of another space, also lists.
+
+    `j` stays a neighbour of `i` when `j` is also among `i`'s neighbours in
+    `other` (and, with `mutual`, `i` among `j`'s in `neighbors`): two views
+    of the images, e.g. the encoder's features and the pixels, agree on the
+    pair. Filled like `mutual_neighbors` (a row with none keeps its nearest
+    neighbour). On the 8,000 Fashion-MNIST training images at k = 20, the
+    shipped model's feature pairs that the pixel graph also lists are 86%
+    same-garment against 81% for its mutual feature pairs, with 6% of the
+    images left without one.
+
+    Args:
+        neighbors: int `(N, k)` k-NN table, nearest first (the pairs kept).
+        other: int `(N, k2)` k-NN table of the same images in another space.
+        mutual: bool. Also require the pair to be mutual in `neighbors`.
+
+    Returns:
+        int64 `(N, k)` table.
+    """
+    neighbors = np.asarray(neighbors, dtype="int64")
+    other = np.asarray(other, dtype="int64")
+    if other.shape[0] != neighbors.shape[0]:
+        raise ValueError(f"graphs of {neighbors.shape[0]} and {other.shape[0]} images")
+    keep = np.empty(neighbors.shape, dtype=bool)
+    for start in range(0, len(neighbors), MUTUAL_CHUNK_ROWS):
+        rows = slice(start, start + MUTUAL_CHUNK_ROWS)
+        keep[rows] = (neighbors[rows][:, :, None] == other[rows][:, None, :]).any(axis=-1)
+    if mutual:
+        keep &= mutual_mask(neighbors)
+    return kept_pairs(neighbors, keep)
+
+
+def kept_pairs(neighbors: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """A k-NN table reduced to the pairs in the bool mask `keep`, still `(N, k)`.
+
+    Each row's kept neighbours, in their order, are repeated to fill its `k`
+    slots, so a uniform draw over the slots stays (nearly) uniform over them;
+    a row with none keeps its nearest neighbour.
+    """
     n, k = neighbors.shape
-    mutual = mutual_mask(neighbors)
-    # Rows with no mutual neighbour keep their nearest one.
-    mutual[:, 0] |= ~mutual.any(axis=1)
-    count = mutual.sum(axis=1)
-    # The mutual neighbours of each row first, in their order, then the rest.
-    first = np.argsort(~mutual, axis=1, kind="stable")
+    keep = np.array(keep, dtype=bool)
+    keep[:, 0] |= ~keep.any(axis=1)
+    count = keep.sum(axis=1)
+    first = np.argsort(~keep, axis=1, kind="stable")
     compact = np.take_along_axis(neighbors, first, axis=1)
     slots = np.arange(k)[None, :] % count[:, None]
     return np.take_along_axis(compact, slots, axis=1)

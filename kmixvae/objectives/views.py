@@ -1,4 +1,4 @@
-"""The augmented views that objectives compare: a random rotation, shift, shear and scale of each image."""
+"""The augmented views that objectives compare: a random rotation, shift, shear, zoom, brightness and gamma of each image."""
 
 from __future__ import annotations
 
@@ -44,18 +44,28 @@ class AugmentConfig:
     shift: float = option(0.1, lo=0.0, hi=0.5, doc="fraction of the size, +- (augmented views)")
     shear: float = option(0.0, lo=0.0, hi=1.0, doc="horizontal shear factor, +- (augmented views)")
     scale: float = option(0.0, lo=0.0, hi=0.5, doc="zoom, a factor in [1 - scale, 1 + scale]")
+    brightness: float = option(
+        0.0, lo=0.0, hi=0.9, doc="pixels times a factor in [1 - b, 1 + b], clipped to [0, 1]"
+    )
+    gamma: float = option(
+        0.0, lo=0.0, hi=2.0, doc="pixels to the power exp(u), u in +- gamma (mid-tones only)"
+    )
 
 
 @keras.saving.register_keras_serializable(package="kmixvae")
 class ViewAugmentation:
-    """Random rotation, shift, horizontal shear and zoom of each image, bilinear.
+    """Random rotation, shift, horizontal shear and zoom of each image, then its intensities.
 
     Each image gets its own draw: a rotation of +- `rotation` degrees, a
     shift of +- `shift` of the size, a horizontal shear `x += s * y` with
     `s` in +- `shear`, and a zoom by a factor in `[1 - scale, 1 + scale]`,
-    all about the image centre. Shear and zoom are drawn only when they are
-    on, so `shear=0, scale=0` draws exactly what the rotation-and-shift
-    augmentation always drew.
+    all about the image centre (bilinear). Then the grey levels: every pixel
+    times a factor in `[1 - brightness, 1 + brightness]`, clipped to
+    `[0, 1]`, and raised to the power `exp(u)` with `u` in +- `gamma` (black
+    and white stay, the mid-tones move: the grey-scale form of SimCLR's
+    colour distortion). Shear, zoom, brightness and gamma are drawn only
+    when they are on, so with all four at 0 the views are exactly what the
+    rotation-and-shift augmentation always drew.
 
     Written with `keras.ops` (one code path on every backend; Keras'
     preprocessing layers retrace the JAX step every batch). The random state
@@ -66,6 +76,8 @@ class ViewAugmentation:
         shift: float. Maximum shift as a fraction of the image size.
         shear: float. Maximum horizontal shear factor (0: none).
         scale: float. Maximum relative zoom (0: none).
+        brightness: float. Maximum relative change of the grey levels (0: none).
+        gamma: float. Maximum |log| of the gamma exponent (0: none).
 
     Example:
 
@@ -75,11 +87,13 @@ class ViewAugmentation:
     ```
     """
 
-    def __init__(self, rotation=15.0, shift=0.1, shear=0.0, scale=0.0):
+    def __init__(self, rotation=15.0, shift=0.1, shear=0.0, scale=0.0, brightness=0.0, gamma=0.0):
         self.rotation = float(rotation)
         self.shift = float(shift)
         self.shear = float(shear)
         self.scale = float(scale)
+        self.brightness = float(brightness)
+        self.gamma = float(gamma)
 
     def __call__(self, x, seed):
         n = ops.shape(x)[0]
@@ -112,9 +126,20 @@ class ViewAugmentation:
             ],
             axis=1,
         )
-        return ops.image.affine_transform(
+        views = ops.image.affine_transform(
             x, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0
         )
+        if self.brightness > 0:
+            factor = keras.random.uniform(
+                (n, 1, 1, 1), 1.0 - self.brightness, 1.0 + self.brightness, seed=seed
+            )
+            views = ops.clip(views * factor, 0.0, 1.0)
+        if self.gamma > 0:
+            exponent = ops.exp(
+                keras.random.uniform((n, 1, 1, 1), -self.gamma, self.gamma, seed=seed)
+            )
+            views = ops.power(ops.clip(views, 0.0, 1.0), exponent)
+        return views
 
     def get_config(self):
         return {
@@ -122,6 +147,8 @@ class ViewAugmentation:
             "shift": self.shift,
             "shear": self.shear,
             "scale": self.scale,
+            "brightness": self.brightness,
+            "gamma": self.gamma,
         }
 
     @classmethod

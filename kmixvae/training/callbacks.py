@@ -11,7 +11,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kmixvae.data.neighbors import cosine_neighbors, mutual_neighbors
+from kmixvae.data.neighbors import (
+    agreed_neighbors,
+    cosine_neighbors,
+    mutual_neighbors,
+    pixel_neighbors,
+)
 from kmixvae.evaluation.metrics import clustering_accuracy
 from kmixvae.models.mixture_loss import LOSS_TERMS
 from kmixvae.runs import interrupts
@@ -128,13 +133,21 @@ class NeighborRefresh(keras.callbacks.Callback):
         path: `.npy` file that keeps the refreshed graph.
         k: int. Neighbours per image (default: the table's width).
         mutual: bool. Keep only mutual pairs (`mutual_neighbors`).
+        graph: `"features"` (the features' graph) or `"agreement"` (only its
+            pairs that the pixel graph, `pixel_neighbors`, also lists:
+            `agreed_neighbors`).
         log: function printing one message.
     """
 
-    def __init__(self, start, images, table, path, k=None, mutual=False, log=print):
+    def __init__(
+        self, start, images, table, path, k=None, mutual=False, graph="features", log=print
+    ):
         super().__init__()
+        if graph not in ("features", "agreement"):
+            raise ValueError(f"graph: {graph!r} is not 'features' or 'agreement'")
         self.k = int(k or table.shape[1])
         self.mutual = bool(mutual)
+        self.graph = graph
         self.start = int(start)
         self.images = images
         self.table = table
@@ -152,10 +165,16 @@ class NeighborRefresh(keras.callbacks.Callback):
             t0 = time.perf_counter()
             features = image_features(self.model, self.images)
             neighbors = cosine_neighbors(features, self.k)
-            if self.mutual:
+            if self.graph == "agreement":
+                pixels = pixel_neighbors(self.images, self.k)
+                neighbors = agreed_neighbors(neighbors, pixels, mutual=self.mutual)
+            elif self.mutual:
                 neighbors = mutual_neighbors(neighbors)
             atomic_write(self.path, lambda tmp: np.save(tmp, neighbors))
-            how = f"encoder features, {time.perf_counter() - t0:.1f} s"
+            source = "encoder features" + (
+                " agreed with pixels" if self.graph == "agreement" else ""
+            )
+            how = f"{source}, {time.perf_counter() - t0:.1f} s"
         self.table.assign(neighbors.astype("int64"))
         self.done = True
         self.log(f"neighbour pairs: k={self.k} refreshed at epoch {epoch + 1} ({how})")

@@ -344,6 +344,7 @@ def _train_dataset(config, data, callbacks, path, log, start_batch):
                 path / "neighbors_refreshed.npy",
                 k=config.data.neighbors,
                 mutual=config.data.neighbor_mutual,
+                graph=config.data.neighbor_refresh_graph,
                 log=log,
             ),
         )

@@ -8,7 +8,12 @@ import pytest
 import tensorflow as tf
 
 from kmixvae.config import from_dict
-from kmixvae.data.neighbors import cosine_neighbors, mutual_neighbors, pixel_neighbors
+from kmixvae.data.neighbors import (
+    agreed_neighbors,
+    cosine_neighbors,
+    mutual_neighbors,
+    pixel_neighbors,
+)
 from kmixvae.data.pipeline import make_neighbor_dataset
 from kmixvae.errors import ConfigError
 from kmixvae.training.callbacks import NeighborRefresh
@@ -131,3 +136,91 @@ def test_mutual_neighbors_repeat_to_fill_the_row():
     out = mutual_neighbors(nbr)
     np.testing.assert_array_equal(out[0], [1, 2, 3])  # 1, 2 and 3 all list 0
     np.testing.assert_array_equal(out[1], [0, 3, 0])  # 4 does not list 1: 0, 3 repeated
+
+
+def test_agreed_neighbors_keep_the_pairs_both_graphs_list():
+    features = np.array([[1, 2, 3], [0, 2, 3], [3, 0, 1], [2, 1, 0]])
+    pixels = np.array([[3, 2, 1], [3, 2, 0], [1, 3, 0], [1, 0, 2]])
+    # Row 0 keeps all three (pixels list 1, 2, 3 in another order), row 1 keeps 0, 2 and 3;
+    # row 2 keeps 3, 0 and 1; row 3 keeps 2, 1, 0: nothing is dropped.
+    np.testing.assert_array_equal(agreed_neighbors(features, pixels), features)
+    pixels = np.array([[2, 3, 3], [3, 3, 3], [0, 0, 0], [0, 0, 0]])
+    out = agreed_neighbors(features, pixels)
+    np.testing.assert_array_equal(out[0], [2, 3, 2])  # 1 is not a pixel neighbour of 0
+    np.testing.assert_array_equal(out[1], [3, 3, 3])  # only 3 agreed: repeated
+    np.testing.assert_array_equal(out[2], [0, 0, 0])
+    np.testing.assert_array_equal(out[3], [0, 0, 0])
+    # A row that agrees on nothing keeps its nearest feature neighbour.
+    out = agreed_neighbors(features, np.array([[0, 0, 0]] * 4))
+    np.testing.assert_array_equal(out[0], [1, 1, 1])
+    np.testing.assert_array_equal(out[1:, 0], [0, 0, 0])
+
+
+def test_agreed_neighbors_can_also_require_mutual_pairs():
+    features = np.array([[1, 2], [0, 3], [3, 1], [2, 0]])  # mutual: 0<->1, 2<->3
+    pixels = np.array([[1, 2], [0, 2], [3, 0], [1, 2]])
+    np.testing.assert_array_equal(
+        agreed_neighbors(features, pixels), [[1, 2], [0, 0], [3, 3], [2, 2]]
+    )
+    out = agreed_neighbors(features, pixels, mutual=True)
+    np.testing.assert_array_equal(out, [[1, 1], [0, 0], [3, 3], [2, 2]])
+    with pytest.raises(ValueError, match="graphs of 4 and 3 images"):
+        agreed_neighbors(features, pixels[:3])
+
+
+def test_agreement_refresh_keeps_only_pairs_the_pixel_graph_lists(tmp_path):
+    x = _images(40)
+    model = _model()
+    table = tf.Variable(pixel_neighbors(x, 4), dtype=tf.int64)
+    messages = []
+    refresh = NeighborRefresh(
+        0, x, table, tmp_path / "nbr.npy", graph="agreement", log=messages.append
+    )
+    refresh.set_model(model)
+    refresh.on_epoch_begin(0)
+    features = cosine_neighbors(model.features(x.astype("float32") / 255.0), 4)
+    expected = agreed_neighbors(features, pixel_neighbors(x, 4))
+    np.testing.assert_array_equal(table.numpy(), expected)
+    pixels = pixel_neighbors(x, 4)
+    agreed = [(table.numpy()[i] == pixels[i][:, None]).any(0).all() for i in range(40)]
+    fallback = [(table.numpy()[i] == features[i, 0]).all() for i in range(40)]
+    assert all(a or f for a, f in zip(agreed, fallback))
+    assert sum(agreed) > 0 and not np.array_equal(expected, features)
+    assert "agreed with pixels" in messages[0]
+    with pytest.raises(ValueError, match="'cosine' is not"):
+        NeighborRefresh(0, x, table, tmp_path / "n.npy", graph="cosine")
+
+
+def test_refresh_graph_key_is_checked():
+    config = from_dict(
+        {
+            "data": {
+                "neighbors": 5,
+                "neighbor_refresh_epoch": 2,
+                "neighbor_refresh_graph": "agreement",
+            },
+            "loss": {"neighbor": {"weight": 1.0}},
+            "training": {"epochs": 4},
+        }
+    )
+    assert config.data.neighbor_refresh_graph == "agreement"
+    with pytest.raises(ConfigError, match="data.neighbor_refresh_graph"):
+        from_dict(
+            {
+                "data": {"neighbors": 5, "neighbor_refresh_graph": "agreement"},
+                "loss": {"neighbor": {"weight": 1.0}},
+                "training": {"epochs": 4},
+            }
+        )
+    with pytest.raises(ConfigError, match="data.neighbor_refresh_graph"):
+        from_dict(
+            {
+                "data": {
+                    "neighbors": 5,
+                    "neighbor_refresh_epoch": 2,
+                    "neighbor_refresh_graph": "x",
+                },
+                "loss": {"neighbor": {"weight": 1.0}},
+                "training": {"epochs": 4},
+            }
+        )

@@ -1,4 +1,4 @@
-"""`ViewAugmentation`: the random rotation, shift, shear and zoom of the augmented views."""
+"""`ViewAugmentation`: the random rotation, shift, shear, zoom, brightness and gamma of the views."""
 
 from __future__ import annotations
 
@@ -63,7 +63,52 @@ def test_shear_and_scale_off_draw_the_rotation_and_shift_alone():
     assert not np.allclose(_augment(ViewAugmentation(10.0, 0.08, shear=0.3), x, seed=3), off)
 
 
-@pytest.mark.parametrize("key,value", [("shear", 0.3), ("scale", 0.1)])
+def _grey_ramp(n=64):
+    """Images whose pixels run through every grey level from 0 to 1, the same in each image."""
+    ramp = np.linspace(0.0, 1.0, 28 * 28, dtype="float32").reshape(28, 28, 1)
+    return np.repeat(ramp[None], n, axis=0)
+
+
+def test_brightness_scales_each_image_within_its_range_and_clips():
+    x = _grey_ramp()
+    views = _augment(ViewAugmentation(rotation=0.0, shift=0.0, brightness=0.4), x)
+    assert views.min() >= 0.0 and views.max() <= 1.0
+    mid = 28 * 28 // 4  # a pixel of grey 0.25: never clipped, so its ratio is the factor
+    factors = views.reshape(64, -1)[:, mid] / x.reshape(64, -1)[:, mid]
+    assert factors.min() >= 0.6 - 1e-4 and factors.max() <= 1.4 + 1e-4
+    assert factors.min() < 0.75 and factors.max() > 1.25  # drawn over the range
+    # One factor an image: every unclipped pixel of an image moves by the same ratio.
+    low = views.reshape(64, -1)[:, 1:mid] / x.reshape(64, -1)[:, 1:mid]
+    np.testing.assert_allclose(low, factors[:, None] * np.ones_like(low), rtol=1e-4)
+
+
+def test_gamma_moves_the_mid_tones_and_keeps_black_and_white():
+    x = _grey_ramp()
+    views = _augment(ViewAugmentation(rotation=0.0, shift=0.0, gamma=0.5), x).reshape(64, -1)
+    flat = x.reshape(64, -1)
+    np.testing.assert_allclose(views[:, 0], 0.0, atol=1e-6)
+    np.testing.assert_allclose(views[:, -1], 1.0, atol=1e-5)
+    half = np.argmin(np.abs(flat[0] - 0.5))
+    exponents = np.log(views[:, half]) / np.log(flat[:, half])
+    assert exponents.min() >= np.exp(-0.5) - 1e-3 and exponents.max() <= np.exp(0.5) + 1e-3
+    assert exponents.min() < 0.75 and exponents.max() > 1.4
+    # The order of the grey levels is kept within each image.
+    assert (np.diff(views, axis=1) >= -1e-6).all()
+
+
+def test_grey_levels_off_draw_the_geometry_alone():
+    """Brightness and gamma draw nothing when off, so the geometric draws do not move."""
+    x = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
+    off = _augment(ViewAugmentation(10.0, 0.08, shear=0.3, scale=0.2), x, seed=3)
+    again = _augment(ViewAugmentation(10.0, 0.08, 0.3, 0.2, brightness=0.0, gamma=0.0), x, seed=3)
+    np.testing.assert_array_equal(off, again)
+    on = _augment(ViewAugmentation(10.0, 0.08, 0.3, 0.2, gamma=0.4), x, seed=3)
+    assert not np.allclose(on, off)
+
+
+@pytest.mark.parametrize(
+    "key,value", [("shear", 0.3), ("scale", 0.1), ("brightness", 0.3), ("gamma", 0.4)]
+)
 def test_the_config_reaches_the_model_and_survives_saving(key, value):
     model = tiny_model(loss={"self_label": {"weight": 1.0}, "augment": {key: value}})
     assert getattr(model.augmentation, key) == value
@@ -73,4 +118,4 @@ def test_the_config_reaches_the_model_and_survives_saving(key, value):
 
 def test_an_augmentation_saved_before_shear_and_scale_loads():
     old = ViewAugmentation.from_config({"rotation": 10.0, "shift": 0.08})
-    assert (old.shear, old.scale) == (0.0, 0.0)
+    assert (old.shear, old.scale, old.brightness, old.gamma) == (0.0, 0.0, 0.0, 0.0)
