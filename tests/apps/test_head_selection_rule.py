@@ -1,0 +1,48 @@
+"""apps/head_selection_rule.py: the heads' vote on constructed heads (no training)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.helpers.apps import load_app
+
+
+def _noisy_heads(truth, heads, wrong, seed=0, k=10):
+    """Each head: the true cut with its channels permuted and a share `wrong` of images moved.
+
+    Returns the heads' assignments and their permutations.
+    """
+    rng = np.random.default_rng(seed)
+    perms = [rng.permutation(k) for _ in range(heads)]
+    out = []
+    for perm in perms:
+        a = perm[truth]
+        moved = rng.random(len(truth)) < wrong
+        a[moved] = rng.integers(0, k, moved.sum())
+        out.append(a)
+    return np.array(out), perms
+
+
+def test_renaming_undoes_a_permutation():
+    app = load_app("head_selection_rule")
+    truth = np.repeat(np.arange(10), 30)
+    heads, _ = _noisy_heads(truth, 3, wrong=0.0)
+    names = app.renaming(heads, heads[0])
+    for h in range(3):
+        np.testing.assert_array_equal(names[h][heads[h]], heads[0])
+
+
+def test_the_vote_of_noisy_heads_beats_each_head():
+    app = load_app("head_selection_rule")
+    from kmixvae.evaluation.metrics import clustering_accuracy
+
+    truth = np.repeat(np.arange(10), 200)
+    heads, perms = _noisy_heads(truth, 9, wrong=0.3, seed=1)
+    names = app.renaming(heads, heads[0])
+    vote = app.consensus(heads, names)
+    each = [clustering_accuracy(truth, a) for a in heads]
+    assert max(each) < 0.8 and clustering_accuracy(truth, vote) > 0.97
+    # The renaming learnt on one set of images applies to others the heads label alike.
+    new = np.arange(10)[::-1].repeat(5)
+    other = np.array([perm[new] for perm in perms])
+    np.testing.assert_array_equal(app.consensus(other, names), names[0][other[0]])
