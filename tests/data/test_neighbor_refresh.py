@@ -191,36 +191,20 @@ def test_agreement_refresh_keeps_only_pairs_the_pixel_graph_lists(tmp_path):
         NeighborRefresh(0, x, table, tmp_path / "n.npy", graph="cosine")
 
 
-def test_refresh_graph_key_is_checked():
-    config = from_dict(
+def _refresh_config(**data):
+    return from_dict(
         {
-            "data": {
-                "neighbors": 5,
-                "neighbor_refresh_epoch": 2,
-                "neighbor_refresh_graph": "agreement",
-            },
+            "data": {"neighbors": 5, **data},
             "loss": {"neighbor": {"weight": 1.0}},
             "training": {"epochs": 4},
         }
     )
+
+
+def test_refresh_graph_key_is_checked():
+    config = _refresh_config(neighbor_refresh_epoch=2, neighbor_refresh_graph="agreement")
     assert config.data.neighbor_refresh_graph == "agreement"
+    with pytest.raises(ConfigError, match="data.neighbor_refresh_graph: 'agreement' is set"):
+        _refresh_config(neighbor_refresh_graph="agreement")  # no refresh: rejected by name
     with pytest.raises(ConfigError, match="data.neighbor_refresh_graph"):
-        from_dict(
-            {
-                "data": {"neighbors": 5, "neighbor_refresh_graph": "agreement"},
-                "loss": {"neighbor": {"weight": 1.0}},
-                "training": {"epochs": 4},
-            }
-        )
-    with pytest.raises(ConfigError, match="data.neighbor_refresh_graph"):
-        from_dict(
-            {
-                "data": {
-                    "neighbors": 5,
-                    "neighbor_refresh_epoch": 2,
-                    "neighbor_refresh_graph": "x",
-                },
-                "loss": {"neighbor": {"weight": 1.0}},
-                "training": {"epochs": 4},
-            }
-        )
+        _refresh_config(neighbor_refresh_epoch=2, neighbor_refresh_graph="x")
