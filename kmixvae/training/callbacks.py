@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from kmixvae import choices
 from kmixvae.data.neighbors import (
     agreed_neighbors,
     cosine_neighbors,
@@ -143,8 +144,8 @@ class NeighborRefresh(keras.callbacks.Callback):
         self, start, images, table, path, k=None, mutual=False, graph="features", log=print
     ):
         super().__init__()
-        if graph not in ("features", "agreement"):
-            raise ValueError(f"graph: {graph!r} is not 'features' or 'agreement'")
+        if graph not in choices.REFRESH_GRAPHS:
+            raise ValueError(f"graph: {graph!r} is not one of {choices.REFRESH_GRAPHS}")
         self.k = int(k or table.shape[1])
         self.mutual = bool(mutual)
         self.graph = graph

@@ -187,7 +187,7 @@ def test_agreement_refresh_keeps_only_pairs_the_pixel_graph_lists(tmp_path):
     assert all(a or f for a, f in zip(agreed, fallback))
     assert sum(agreed) > 0 and not np.array_equal(expected, features)
     assert "agreed with pixels" in messages[0]
-    with pytest.raises(ValueError, match="'cosine' is not"):
+    with pytest.raises(ValueError, match="'cosine' is not one of"):
         NeighborRefresh(0, x, table, tmp_path / "n.npy", graph="cosine")
 
 
