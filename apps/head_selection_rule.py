@@ -45,7 +45,6 @@ from pathlib import Path
 import keras
 import numpy as np
 from keras import ops
-from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
 from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
@@ -53,6 +52,7 @@ from kmixvae.data.sources import read_idx
 from kmixvae.evaluation.metrics import clustering_accuracy
 from kmixvae.models.encoder import Encoder
 from kmixvae.objectives.views import ViewAugmentation
+from kmixvae.training.head_selection import matching_order
 from kmixvae.utils.images import as_float_images
 
 K = 10
@@ -116,13 +116,10 @@ def _agreement(assignments):
 
 def renaming(assignments, reference, k=K):
     """int `(heads, k)`: for each head, its channel -> the reference's, matched one to one
-    by the count of images the two put together (Hungarian on the co-occurrence)."""
+    by the count of images the two put together (`matching_order`, Hungarian)."""
     out = np.empty((len(assignments), k), "int64")
     for h, a in enumerate(assignments):
-        counts = np.zeros((k, k))
-        np.add.at(counts, (a, reference), 1)
-        rows, cols = linear_sum_assignment(-counts)
-        out[h, rows] = cols
+        out[h, matching_order(reference, a, k)] = np.arange(k)
     return out
 
 
