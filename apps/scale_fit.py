@@ -103,9 +103,9 @@ def measure(n: int, config_path: str, folder: Path, overrides: list[str]) -> dic
 
 
 def graph_seconds(messages: list[str]) -> float | None:
-    """The pixel graph's seconds from the run's log line (`... in pixel space (7.1 s)`)."""
+    """The input graph's seconds from the run's log line (`... in pixel space (7.1 s)`)."""
     for message in messages:
-        if message.startswith("neighbour pairs") and "pixel space (" in message:
+        if message.startswith("neighbour pairs") and " space (" in message:
             return float(message.rsplit("(", 1)[1].split(" s)")[0])
     return None
 

@@ -15,6 +15,7 @@ PRUNING_GRAPHS = ("pixels", "features")  # ChannelPruning: the k-NN graph links 
 # data.source: where the images are read from (folder: PNG/JPEG files, read with Pillow)
 DATA_SOURCES = ("tfds", "idx", "npz", "folder")
 REFRESH_GRAPHS = ("features", "agreement")  # data.neighbor_refresh_graph
+NEIGHBOR_SPACES = ("pixels", "hog")  # data.neighbor_space: pixel vectors or HOG descriptors
 PIPELINES = ("auto", "tf_data", "arrays")  # data.pipeline: tf.data, in-memory PyDataset, or auto
 CURRICULUM_SCHEDULES = ("fixed", "plateau")  # ChannelCurriculum: when the next channel unlocks
 UNLOCK_INITS = ("fresh", "split")  # ChannelCurriculum: how an unlocked channel starts

@@ -49,7 +49,14 @@ class DataConfig:
         "(keras.utils.PyDataset, no TensorFlow), or auto (tf_data where TensorFlow is installed)",
     )
     neighbors: int = option(
-        0, lo=0, doc="k of the pixel-space k-NN graph that pairs training images (0 = no pairs)"
+        0, lo=0, doc="k of the input-space k-NN graph that pairs training images (0 = no pairs)"
+    )
+    neighbor_space: str = option(
+        "pixels",
+        choices=choices.NEIGHBOR_SPACES,
+        doc="the space of that graph: pixel vectors, or histograms of oriented gradients "
+        "(hog: 2x2 blocks of cells of min(H, W) // 7 pixels, 9 orientations)",
+        switch=only_unless("neighbors", 0),
     )
     neighbor_mutual: bool = option(
         False,
@@ -67,7 +74,7 @@ class DataConfig:
         "features",
         choices=choices.REFRESH_GRAPHS,
         doc="the refreshed pairs: the features' k-NN graph, or only its pairs that the "
-        "pixel graph also lists (agreement)",
+        "input-space graph (data.neighbor_space) also lists (agreement)",
         switch=only_unless("neighbor_refresh_epoch", 0),
     )
 

@@ -1,8 +1,9 @@
 """Nearest neighbours: the pairs of the neighbour-consistency term.
 
 Computed from the training images (no labels): cosine similarity of
-centred, L2-normalised pixel vectors, or (after `data.neighbor_refresh_epoch`)
-of the encoder's trunk features. On the 8,000 real MNIST images of
+centred, L2-normalised pixel vectors or histograms of oriented gradients
+(`data.neighbor_space`), or (after `data.neighbor_refresh_epoch`) of the
+encoder's trunk features. On the 8,000 real MNIST images of
 `test[:80%]`, 91% of the 10 nearest neighbours of an image share its label
 (measured; labels are not used to build the graph).
 
@@ -11,8 +12,8 @@ O(N^2 D)); above it, it is approximate: faiss's HNSW index (`IndexHNSWFlat`,
 inner product on the same centred, L2-normalised float32 rows), whose
 recall@20 against the exact graph is >= 0.95 on 60,000 Fashion-MNIST images
 (measured by `apps/scale_benchmark.py`, see `docs/performance.md`). The
-pixel graph of one array of images is computed once per process and shared
-by the neighbour pairs and channel pruning (`pixel_neighbors`).
+input-space graph of one array of images is computed once per process and
+shared by the neighbour pairs and channel pruning (`input_neighbors`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import os
 from collections import OrderedDict
 
 import numpy as np
+
+from kmixvae import choices
+from kmixvae.data.descriptors import hog_descriptors
 
 EXACT_MAX_ROWS = 10_000
 """Rows up to which the graph is exact; above it, approximate (faiss HNSW)."""
@@ -36,36 +40,48 @@ HNSW_EF_SEARCH = 40
 """Candidates kept per query (raised to `k + 1` when smaller)."""
 
 PIXEL_CACHE_SIZE = 2
-"""Pixel graphs `pixel_neighbors` keeps per process (keyed by the images' checksum and k)."""
+"""Input-space graphs `input_neighbors` keeps per process (keyed by the images' checksum, k and
+space)."""
+
+SPACE_NAMES = {"pixels": "pixel", "hog": "HOG"}
+"""How a log line names each input space (`... in pixel space`, `... in HOG space`)."""
 
 _pixel_cache: OrderedDict = OrderedDict()
 pixel_cache_stats = {"computed": 0, "reused": 0}
-"""How often `pixel_neighbors` computed a graph and how often it reused one."""
+"""How often `input_neighbors` computed a graph and how often it reused one."""
 
 
-def _images_key(images: np.ndarray, k: int, block: int) -> tuple:
+def _images_key(images: np.ndarray, k: int, block: int, space: str) -> tuple:
     data = np.ascontiguousarray(images)
     digest = hashlib.blake2b(data.view(np.uint8).reshape(-1), digest_size=16).hexdigest()
-    return (data.shape, data.dtype.str, digest, int(k), int(block))
+    return (data.shape, data.dtype.str, digest, int(k), int(block), space)
 
 
 def clear_pixel_cache() -> None:
-    """Forgets the cached pixel graphs (and resets `pixel_cache_stats`)."""
+    """Forgets the cached input-space graphs (and resets `pixel_cache_stats`)."""
     _pixel_cache.clear()
     pixel_cache_stats.update(computed=0, reused=0)
 
 
-def pixel_neighbors(images: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
-    """The `k` nearest neighbours of every image (itself excluded), nearest first.
+def input_neighbors(
+    images: np.ndarray, k: int, space: str = "pixels", block: int = 1024
+) -> np.ndarray:
+    """The `k` nearest neighbours of every image in an input space, nearest first.
 
-    The same images (same shape, dtype and bytes) and `k` are computed once
-    per process: a second call returns the first call's table (read-only),
-    so the neighbour pairs of a run and its channel-pruning checks share one
-    graph. The last `PIXEL_CACHE_SIZE` graphs are kept.
+    `space` is `"pixels"` (the images' pixel vectors) or `"hog"` (their
+    histograms of oriented gradients, `kmixvae.data.descriptors.hog_descriptors`;
+    on the 8,000 Fashion-MNIST training images at k = 20, 79% of the pairs
+    share the garment against 75% for pixels, on 8,000 MNIST digits 91.5%
+    against 88.4%). The same images (same shape, dtype and bytes), `k` and
+    space are computed once per process: a second call returns the first
+    call's table (read-only), so the neighbour pairs of a run and its
+    channel-pruning checks share one graph. The last `PIXEL_CACHE_SIZE`
+    graphs are kept.
 
     Args:
         images: `(N, H, W, C)` images (uint8 or float).
         k: int. Neighbours per image; `1 <= k < N`.
+        space: one of `kmixvae.choices.NEIGHBOR_SPACES`.
         block: int. Rows of the similarity matrix computed at once (memory
             is `block * N` floats; exact graph only).
 
@@ -75,22 +91,37 @@ def pixel_neighbors(images: np.ndarray, k: int, block: int = 1024) -> np.ndarray
     Example:
 
     ```python
-    nbr = pixel_neighbors(train_images, k=20)   # (N, 20)
+    nbr = input_neighbors(train_images, k=20, space="hog")   # (N, 20)
     ```
     """
+    if space not in choices.NEIGHBOR_SPACES:
+        raise ValueError(f"space: {space!r} is not one of {choices.NEIGHBOR_SPACES}")
     images = np.asarray(images)
-    key = _images_key(images, k, block)
+    key = _images_key(images, k, block, space)
     if key in _pixel_cache:
         _pixel_cache.move_to_end(key)
         pixel_cache_stats["reused"] += 1
         return _pixel_cache[key]
-    out = cosine_neighbors(images.reshape(len(images), -1), k, block=block)
+    vectors = hog_descriptors(images) if space == "hog" else images.reshape(len(images), -1)
+    out = cosine_neighbors(vectors, k, block=block)
     out.setflags(write=False)
     pixel_cache_stats["computed"] += 1
     _pixel_cache[key] = out
     while len(_pixel_cache) > PIXEL_CACHE_SIZE:
         _pixel_cache.popitem(last=False)
     return out
+
+
+def pixel_neighbors(images: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
+    """The `k` nearest neighbours of every image in pixel space: `input_neighbors(..., "pixels")`.
+
+    Example:
+
+    ```python
+    nbr = pixel_neighbors(train_images, k=20)   # (N, 20)
+    ```
+    """
+    return input_neighbors(images, k, space="pixels", block=block)
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:

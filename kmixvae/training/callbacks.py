@@ -15,8 +15,8 @@ from kmixvae import choices
 from kmixvae.data.neighbors import (
     agreed_neighbors,
     cosine_neighbors,
+    input_neighbors,
     mutual_neighbors,
-    pixel_neighbors,
 )
 from kmixvae.evaluation.metrics import clustering_accuracy
 from kmixvae.models.mixture_loss import LOSS_TERMS
@@ -135,13 +135,23 @@ class NeighborRefresh(keras.callbacks.Callback):
         k: int. Neighbours per image (default: the table's width).
         mutual: bool. Keep only mutual pairs (`mutual_neighbors`).
         graph: `"features"` (the features' graph) or `"agreement"` (only its
-            pairs that the pixel graph, `pixel_neighbors`, also lists:
+            pairs that the input-space graph, `input_neighbors`, also lists:
             `agreed_neighbors`).
+        space: the input space of that graph (`kmixvae.choices.NEIGHBOR_SPACES`).
         log: function printing one message.
     """
 
     def __init__(
-        self, start, images, table, path, k=None, mutual=False, graph="features", log=print
+        self,
+        start,
+        images,
+        table,
+        path,
+        k=None,
+        mutual=False,
+        graph="features",
+        space="pixels",
+        log=print,
     ):
         super().__init__()
         if graph not in choices.REFRESH_GRAPHS:
@@ -149,6 +159,7 @@ class NeighborRefresh(keras.callbacks.Callback):
         self.k = int(k or table.shape[1])
         self.mutual = bool(mutual)
         self.graph = graph
+        self.space = space
         self.start = int(start)
         self.images = images
         self.table = table
@@ -167,13 +178,13 @@ class NeighborRefresh(keras.callbacks.Callback):
             features = image_features(self.model, self.images)
             neighbors = cosine_neighbors(features, self.k)
             if self.graph == "agreement":
-                pixels = pixel_neighbors(self.images, self.k)
-                neighbors = agreed_neighbors(neighbors, pixels, mutual=self.mutual)
+                inputs = input_neighbors(self.images, self.k, space=self.space)
+                neighbors = agreed_neighbors(neighbors, inputs, mutual=self.mutual)
             elif self.mutual:
                 neighbors = mutual_neighbors(neighbors)
             atomic_write(self.path, lambda tmp: np.save(tmp, neighbors))
             source = "encoder features" + (
-                " agreed with pixels" if self.graph == "agreement" else ""
+                f" agreed with {self.space}" if self.graph == "agreement" else ""
             )
             how = f"{source}, {time.perf_counter() - t0:.1f} s"
         self.table.assign(neighbors.astype("int64"))

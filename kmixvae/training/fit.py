@@ -25,7 +25,7 @@ import keras
 
 from kmixvae.config_files import save_config
 from kmixvae.data import load_datasets
-from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
+from kmixvae.data.neighbors import SPACE_NAMES, input_neighbors, mutual_neighbors
 from kmixvae.data.pipeline import neighbor_dataset, neighbor_table, resolve_pipeline
 from kmixvae.errors import TrainingError
 from kmixvae.evaluation.generation import end_of_run_generation
@@ -325,12 +325,13 @@ def _train_dataset(config, data, callbacks, path, log, start_batch):
     if config.data.neighbors == 0:
         return data.train_dataset(seed=config.seed, repeat=True, start_batch=start_batch)
     t_nbr = time.perf_counter()
-    neighbors = pixel_neighbors(data.train_images, config.data.neighbors)
+    space = config.data.neighbor_space
+    neighbors = input_neighbors(data.train_images, config.data.neighbors, space=space)
     if config.data.neighbor_mutual:
         neighbors = mutual_neighbors(neighbors)
     log(
         f"neighbour pairs: k={config.data.neighbors}"
-        f"{' mutual' if config.data.neighbor_mutual else ''} in pixel space "
+        f"{' mutual' if config.data.neighbor_mutual else ''} in {SPACE_NAMES[space]} space "
         f"({time.perf_counter() - t_nbr:.1f} s)"
     )
     if config.data.neighbor_refresh_epoch > 0:
@@ -345,6 +346,7 @@ def _train_dataset(config, data, callbacks, path, log, start_batch):
                 k=config.data.neighbors,
                 mutual=config.data.neighbor_mutual,
                 graph=config.data.neighbor_refresh_graph,
+                space=space,
                 log=log,
             ),
         )

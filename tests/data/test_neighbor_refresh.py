@@ -11,6 +11,7 @@ from kmixvae.config import from_dict
 from kmixvae.data.neighbors import (
     agreed_neighbors,
     cosine_neighbors,
+    input_neighbors,
     mutual_neighbors,
     pixel_neighbors,
 )
@@ -191,6 +192,23 @@ def test_agreement_refresh_keeps_only_pairs_the_pixel_graph_lists(tmp_path):
         NeighborRefresh(0, x, table, tmp_path / "n.npy", graph="cosine")
 
 
+def test_agreement_refresh_uses_the_configured_input_space(tmp_path):
+    x = _images(40)
+    model = _model()
+    table = tf.Variable(pixel_neighbors(x, 4), dtype=tf.int64)
+    messages = []
+    refresh = NeighborRefresh(
+        0, x, table, tmp_path / "nbr.npy", graph="agreement", space="hog", log=messages.append
+    )
+    refresh.set_model(model)
+    refresh.on_epoch_begin(0)
+    features = cosine_neighbors(model.features(x.astype("float32") / 255.0), 4)
+    hog = input_neighbors(x, 4, space="hog")
+    assert not np.array_equal(hog, pixel_neighbors(x, 4))
+    np.testing.assert_array_equal(table.numpy(), agreed_neighbors(features, hog))
+    assert "agreed with hog" in messages[0]
+
+
 def _refresh_config(**data):
     return from_dict(
         {
@@ -208,3 +226,12 @@ def test_refresh_graph_key_is_checked():
         _refresh_config(neighbor_refresh_graph="agreement")  # no refresh: rejected by name
     with pytest.raises(ConfigError, match="data.neighbor_refresh_graph"):
         _refresh_config(neighbor_refresh_epoch=2, neighbor_refresh_graph="x")
+
+
+def test_neighbor_space_key_is_checked():
+    assert _refresh_config().data.neighbor_space == "pixels"
+    assert _refresh_config(neighbor_space="hog").data.neighbor_space == "hog"
+    with pytest.raises(ConfigError, match="data.neighbor_space: 'edges'"):
+        _refresh_config(neighbor_space="edges")
+    with pytest.raises(ConfigError, match="data.neighbor_space: 'hog' is set"):
+        from_dict({"data": {"neighbors": 0, "neighbor_space": "hog"}})  # no pairs: by name
