@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -360,6 +361,9 @@ class HistoryWriter(keras.callbacks.Callback):
 class Checkpointer(keras.callbacks.Callback):
     """Writes `last.keras` every epoch and `best.keras` on improvement, atomically.
 
+    `best.keras` is a copy of that epoch's `last.keras` (one serialisation an
+    epoch, not two).
+
     `last.json` beside `last.keras` records the completed epoch and the
     state of every callback with a `state_key` (its own best value included;
     see `restore_states`). Best checkpoints wait for the curriculum gate
@@ -400,12 +404,14 @@ class Checkpointer(keras.callbacks.Callback):
             self._save(epoch, logs)
 
     def _save(self, epoch, logs):
-        save_model_atomic(self.model, self.folder / "last.keras")
+        last = self.folder / "last.keras"
+        save_model_atomic(self.model, last)
         current = logs.get(self.monitor)
         if self.gate.open() and current is not None and math.isfinite(current):
             if self.best is None or current < self.best:
                 self.best, self.best_epoch = float(current), epoch + 1
-                save_model_atomic(self.model, self.folder / "best.keras")
+                # The same model as last.keras: a copy of its bytes, not a second serialisation.
+                atomic_write(self.folder / "best.keras", lambda tmp: shutil.copyfile(last, tmp))
         state = {
             "epochs_done": epoch + 1,
             "best": self.best,
