@@ -169,43 +169,43 @@ def test_agreed_neighbors_can_also_require_mutual_pairs():
         agreed_neighbors(features, pixels[:3])
 
 
-def test_agreement_refresh_keeps_only_pairs_the_pixel_graph_lists(tmp_path):
+def _agreement_refresh(tmp_path, **kwargs):
+    """Runs an agreement refresh of 40 random images at epoch 0.
+
+    Returns the images, the refreshed table, the features' graph and the log.
+    """
     x = _images(40)
     model = _model()
     table = tf.Variable(pixel_neighbors(x, 4), dtype=tf.int64)
     messages = []
     refresh = NeighborRefresh(
-        0, x, table, tmp_path / "nbr.npy", graph="agreement", log=messages.append
+        0, x, table, tmp_path / "nbr.npy", graph="agreement", log=messages.append, **kwargs
     )
     refresh.set_model(model)
     refresh.on_epoch_begin(0)
     features = cosine_neighbors(model.features(x.astype("float32") / 255.0), 4)
+    return x, table.numpy(), features, messages
+
+
+def test_agreement_refresh_keeps_only_pairs_the_pixel_graph_lists(tmp_path):
+    x, table, features, messages = _agreement_refresh(tmp_path)
     expected = agreed_neighbors(features, pixel_neighbors(x, 4))
-    np.testing.assert_array_equal(table.numpy(), expected)
+    np.testing.assert_array_equal(table, expected)
     pixels = pixel_neighbors(x, 4)
-    agreed = [(table.numpy()[i] == pixels[i][:, None]).any(0).all() for i in range(40)]
-    fallback = [(table.numpy()[i] == features[i, 0]).all() for i in range(40)]
+    agreed = [(table[i] == pixels[i][:, None]).any(0).all() for i in range(40)]
+    fallback = [(table[i] == features[i, 0]).all() for i in range(40)]
     assert all(a or f for a, f in zip(agreed, fallback))
     assert sum(agreed) > 0 and not np.array_equal(expected, features)
     assert "agreed with pixels" in messages[0]
     with pytest.raises(ValueError, match="'cosine' is not one of"):
-        NeighborRefresh(0, x, table, tmp_path / "n.npy", graph="cosine")
+        NeighborRefresh(0, x, tf.Variable(pixels), tmp_path / "n.npy", graph="cosine")
 
 
 def test_agreement_refresh_uses_the_configured_input_space(tmp_path):
-    x = _images(40)
-    model = _model()
-    table = tf.Variable(pixel_neighbors(x, 4), dtype=tf.int64)
-    messages = []
-    refresh = NeighborRefresh(
-        0, x, table, tmp_path / "nbr.npy", graph="agreement", space="hog", log=messages.append
-    )
-    refresh.set_model(model)
-    refresh.on_epoch_begin(0)
-    features = cosine_neighbors(model.features(x.astype("float32") / 255.0), 4)
+    x, table, features, messages = _agreement_refresh(tmp_path, space="hog")
     hog = input_neighbors(x, 4, space="hog")
     assert not np.array_equal(hog, pixel_neighbors(x, 4))
-    np.testing.assert_array_equal(table.numpy(), agreed_neighbors(features, hog))
+    np.testing.assert_array_equal(table, agreed_neighbors(features, hog))
     assert "agreed with hog" in messages[0]
 
 
