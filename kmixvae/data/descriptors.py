@@ -16,6 +16,10 @@ takes the gradient of the channel where it is strongest. The cell size
 follows the image: `min(H, W) // 7` pixels (4 for 28 x 28 images, as the
 paper's 8-pixel cells on its 64-pixel-wide windows), at least 2.
 
+Memory: 1,296 float32 values an image for 28 x 28 images (5.2 GB at
+1,000,000 images, against 784 uint8 pixels), computed `CHUNK_IMAGES` images
+at a time.
+
 It is computed here for a whole array at once with numpy (scikit-image's
 `skimage.feature.hog` computes one image a call, about 5x slower on 28 x 28
 images, and bins each pixel into one orientation only).
