@@ -12,8 +12,9 @@ O(N^2 D)); above it, it is approximate: faiss's HNSW index (`IndexHNSWFlat`,
 inner product on the same centred, L2-normalised float32 rows), whose
 recall@20 against the exact graph is >= 0.95 on 60,000 Fashion-MNIST images
 (measured by `apps/scale_benchmark.py`, see `docs/performance.md`). The
-input-space graph of one array of images is computed once per process and
-shared by the neighbour pairs and channel pruning (`input_neighbors`).
+input-space graph of one array of images is computed once per process
+(`input_neighbors`); the pixel graph is shared by the neighbour pairs and
+channel pruning, which always counts its links on pixels.
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def input_neighbors(
     against 88.4%). The same images (same shape, dtype and bytes), `k` and
     space are computed once per process: a second call returns the first
     call's table (read-only), so the neighbour pairs of a run and its
-    channel-pruning checks share one graph. The last `PIXEL_CACHE_SIZE`
-    graphs are kept.
+    channel-pruning checks (pixels) share one graph when both use pixels.
+    The last `PIXEL_CACHE_SIZE` graphs are kept.
 
     Args:
         images: `(N, H, W, C)` images (uint8 or float).
