@@ -49,6 +49,26 @@ def hog_cell_size(height: int, width: int) -> int:
     return max(2, min(int(height), int(width)) // 7)
 
 
+def check_hog_size(height: int, width: int, cell: int | None = None) -> int:
+    """The cell side for `height` x `width` images; `DataError` when one block does not fit.
+
+    Args:
+        height: int. Image height in pixels.
+        width: int. Image width in pixels.
+        cell: int. Cell side in pixels; default `hog_cell_size(height, width)`.
+
+    Returns:
+        int. The cell side.
+    """
+    cell = int(cell or hog_cell_size(height, width))
+    if min(height, width) // cell < BLOCK_CELLS:
+        raise DataError(
+            f"HOG needs images of at least {BLOCK_CELLS * cell} x {BLOCK_CELLS * cell} "
+            f"pixels (cells of {cell}), got {height} x {width}"
+        )
+    return cell
+
+
 def _gradients(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centred differences of `(n, H, W, C)` float images; for C > 1 the strongest channel."""
     g_row = np.zeros_like(images)
@@ -131,13 +151,7 @@ def hog_descriptors(
         images = images[..., None]
     if images.ndim != 4:
         raise DataError(f"HOG needs (N, H, W[, C]) images, got shape {images.shape}")
-    height, width = images.shape[1:3]
-    cell = int(cell or hog_cell_size(height, width))
-    if min(height, width) // cell < BLOCK_CELLS:
-        raise DataError(
-            f"HOG needs images of at least {BLOCK_CELLS * cell} x {BLOCK_CELLS * cell} "
-            f"pixels (cells of {cell}), got {height} x {width}"
-        )
+    cell = check_hog_size(*images.shape[1:3], cell=cell)
     scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
     chunks = [
         _descriptors(images[i : i + CHUNK_IMAGES].astype(np.float32) * scale, cell, orientations)

@@ -40,6 +40,7 @@ from kmixvae.data.batching import (
     pixel_scale,
 )
 from kmixvae.data.config import DataConfig
+from kmixvae.data.descriptors import check_hog_size
 from kmixvae.data.sampling import fixed_sample
 from kmixvae.data.sources import load_splits
 from kmixvae.errors import ConfigError, DataError
@@ -418,6 +419,24 @@ class DataBundle:
                 f"data.batch_size: {self.batch_size} exceeds the {self.num_train} training "
                 f"images of data.train_split; use at most {self.num_train} or a larger split"
             )
+
+    def check_neighbor_graph(self, key: str, k: int, space: str = "pixels") -> None:
+        """Raises `DataError` when the k-NN graph of the training images that `key` asks for
+        cannot be built: `k` must be below the number of training images, and a HOG graph
+        needs images of at least one block of cells (`check_hog_size`).
+
+        Checked before the run folder is written, so a bad setting costs no run.
+        """
+        if k >= self.num_train:
+            raise DataError(
+                f"{key}: {k} neighbours an image need more than {k} training images; "
+                f"data.train_split has {self.num_train}"
+            )
+        if space == "hog":
+            try:
+                check_hog_size(*self.image_shape[:2])
+            except DataError as e:
+                raise DataError(f"data.neighbor_space: hog: {e}") from None
 
     def train_dataset(
         self,

@@ -135,6 +135,12 @@ def fit_run(
     data.shard = dist.data_shard  # each process reads its part of every batch
     dist.check_batch_size(config.data.batch_size)
     data.check_batch_fits()
+    if config.data.neighbors > 0:
+        data.check_neighbor_graph(
+            "data.neighbors", config.data.neighbors, config.data.neighbor_space
+        )
+    if config.pruning.enabled:
+        data.check_neighbor_graph("pruning.neighbors", config.pruning.neighbors)
     dist.check_split_batches("data.train_split", data.num_train, config.data.batch_size)
     dist.check_split_batches(
         "data.val_split", _validated_images(config, data), config.data.batch_size

@@ -148,6 +148,38 @@ def test_batch_larger_than_the_training_split_is_rejected(tmp_path, data_dir, mo
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    "settings, key",
+    [
+        (("data.neighbors=" + str(N_TRAIN), "loss.neighbor.weight=1.0"), "data.neighbors"),
+        (
+            ("pruning.enabled=true", "pruning.check_epochs=[1]", f"pruning.neighbors={N_TRAIN}"),
+            "pruning.neighbors",
+        ),
+    ],
+)
+def test_more_neighbours_than_training_images_is_rejected_before_the_run(
+    tmp_path, data_dir, monkeypatch, settings, key
+):
+    monkeypatch.chdir(tmp_path)
+    result, out, err = run_cli(*_fit_args(tmp_path, data_dir, *settings), expect=None)
+    assert result.exit_code == 2, (out, err)
+    assert_one_error_line(result, "", err, key, str(N_TRAIN), "data.train_split")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_hog_graph_of_too_small_images_is_rejected_before_the_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    small = write_patterns(tmp_path / "small", size=3)
+    args = _fit_args(
+        tmp_path, small, "data.neighbors=4", "data.neighbor_space=hog", "loss.neighbor.weight=1.0"
+    )
+    result, out, err = run_cli(*args, expect=None)
+    assert result.exit_code == 2, (out, err)
+    assert_one_error_line(result, "", err, "data.neighbor_space", "4 x 4", "3 x 3")
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("pipeline", ["auto", "arrays"])
 def test_steps_per_epoch_is_honoured(tmp_path, data_dir, pipeline):
     steps = 2 * STEPS + 1  # more than one pass over the data
