@@ -20,6 +20,7 @@ from kmixvae.objectives.elbo import ElboConfig
 from kmixvae.objectives.usage_entropy import UsageEntropy
 from kmixvae.objectives.self_labelling import SelfLabelling
 from kmixvae.objectives.neighbor_agreement import NeighborAgreement
+from kmixvae.objectives.view_consistency import ViewConsistency
 
 # isort: on
 from kmixvae.objectives.views import AugmentConfig, ViewAugmentation
@@ -35,6 +36,7 @@ __all__ = [
     "SelfLabelling",
     "UsageEntropy",
     "ViewAugmentation",
+    "ViewConsistency",
     "objectives_from_config",
     "register_objective",
     "training_only_metrics",

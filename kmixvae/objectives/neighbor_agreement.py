@@ -10,6 +10,21 @@ from kmixvae.config_fields import option
 from kmixvae.objectives.base import Objective, ObjectiveConfig, register_objective
 
 
+def agreement_loss(q, q_other):
+    """`mean -log <q, q_other>` over the batch, and the mean agreement `<q, q_other>`.
+
+    Args:
+        q: `(B, K)` channel posteriors of one view.
+        q_other: `(B, K)` posteriors of the other view of the same images
+            (or of their neighbours).
+
+    Returns:
+        (scalar loss, scalar mean agreement).
+    """
+    agreement = ops.sum(q * q_other, axis=-1)
+    return ops.mean(-ops.log(agreement + 1e-7)), ops.mean(agreement)
+
+
 @dataclass
 class NeighborAgreementConfig(ObjectiveConfig):
     weight: float = option(
@@ -37,5 +52,5 @@ class NeighborAgreement(Objective):
     training_only_metrics = ("neighbor_agreement",)
 
     def term(self, q):
-        agreement = ops.sum(q["x"] * q["neighbor"], axis=-1)
-        return ops.mean(-ops.log(agreement + 1e-7)), {"neighbor_agreement": ops.mean(agreement)}
+        loss, agreement = agreement_loss(q["x"], q["neighbor"])
+        return loss, {"neighbor_agreement": agreement}

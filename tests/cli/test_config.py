@@ -313,7 +313,7 @@ SWITCHED_OFF = {
     "loss.self_label.threshold=0.5": "loss.self_label.weight",
     "loss.self_label.start_epoch=3": "loss.self_label.weight",
     "loss.usage_entropy.weight=0 loss.usage_entropy.start_epoch=2": "loss.usage_entropy.weight",
-    "loss.augment.rotation=5": "loss.self_label.weight, loss.neighbor.weight are 0",
+    "loss.augment.rotation=5": "loss.self_label.weight, loss.neighbor.weight, loss.consistency.weight are 0",
     "curriculum.start_channels=2": "curriculum.enabled",
     "curriculum.schedule=plateau": "curriculum.enabled",
     "curriculum.enabled=true curriculum.patience=4": "curriculum.schedule",

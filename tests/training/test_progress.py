@@ -42,7 +42,7 @@ def test_epoch_line_without_validation_or_labels():
 
 def test_validation_keeps_only_what_it_computes():
     terms = training_only_metrics()
-    assert set(terms) == {"neighbor_agreement", "self_label_share"}  # the built-in objectives'
+    assert set(terms) == {"neighbor_agreement", "self_label_share", "view_agreement"}  # built-in
     logs = dict(LOGS, **{f"val_{t}": 0.0 for t in terms})
     DropUncomputedValidation().on_epoch_end(0, logs)
     assert not [t for t in terms if f"val_{t}" in logs]
