@@ -317,7 +317,7 @@ def write_report(grid: dict, results: dict, command: str) -> Path:
         "the heteroscedastic head (nats, can be negative) and discrete for the Bernoulli head: compare them "
         "only within a head.",
         "",
-        "Sample consistency: of 200 draws from each active channel's prior, the share that a digit "
+        "Sample consistency: of 200 draws from each active channel's prior, the share that a "
         "classifier (the judge: an MLP trained on the labels of the training split, which train no "
         "model) names as the label matched to that channel by the one-to-one matching of the "
         "clustering accuracy; an active channel with no matched label scores 0. Recon consistency: "

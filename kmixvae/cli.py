@@ -247,7 +247,7 @@ def _judge_options(f):
     f = click.option(
         "--judge-split",
         default=None,
-        help="Labelled split the generation judge (a digit classifier) learns from; it must "
+        help="Labelled split the generation judge (a classifier of the labels) learns from; it must "
         "not share images with --split (default: the training split of the run, or the one a "
         "model file carries).",
     )(f)

@@ -1,6 +1,6 @@
-"""Generation metrics: does each channel draw its cluster, do reconstructions keep the digit?
+"""Generation metrics: does each channel draw its cluster, do reconstructions keep the label?
 
-A *judge*, a digit classifier trained on labelled images of a split other
+A *judge*, a classifier trained on labelled images of a split other
 than the one evaluated, names the label of what the model generates. Labels
 only score: they never train the model, and the judge never sees the
 evaluated split while it learns.
@@ -76,7 +76,7 @@ def default_judge_cache_dir() -> Path:
 
 @dataclass
 class Judge:
-    """A trained digit classifier and what it was trained on.
+    """A trained classifier and what it was trained on.
 
     Attributes:
         classifier: the fitted `sklearn.neural_network.MLPClassifier`.

@@ -595,7 +595,7 @@ def plot_channel_samples(
     title = "Mean images of samples z ~ p(z|c) from each active channel (one row each)"
     if generation:
         title += (
-            f"\nunder each channel: its matched digit and the share of {generation['n_per_channel']} "
+            f"\nunder each channel: its matched label and the share of {generation['n_per_channel']} "
             f"prior draws the judge names so (all channels {generation['sample_consistency']:.2f})"
         )
     fig.suptitle(title)
