@@ -39,6 +39,12 @@ class DataConfig:
     train_split: str = option("train")
     val_split: str = option("test")
     batch_size: int = option(128, lo=1, doc="global batch size (across all replicas)")
+    drop_remainder: bool = option(
+        False,
+        doc="train on full batches only: each pass over the training images leaves out its "
+        "last, smaller batch (other images each pass: every pass is shuffled anew), so the "
+        "training step has one shape and JAX compiles it once instead of twice",
+    )
     shuffle_buffer: int = option(
         10000, lo=0, doc="shuffle buffer of the tf_data pipeline (0 = all)"
     )

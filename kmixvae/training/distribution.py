@@ -124,6 +124,7 @@ class Distribution:
                 f"split over the {self.replicas} replicas of {self.process_count} processes; "
                 f"use a split whose size is a multiple of {self.replicas} (or of "
                 f"data.batch_size={batch_size})"
+                + (", or data.drop_remainder=true" if key == "data.train_split" else "")
             )
 
 

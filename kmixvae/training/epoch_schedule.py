@@ -37,6 +37,7 @@ def epoch_steps(
     batch_size: int,
     epoch_images: Optional[int] = None,
     steps_per_epoch: Optional[int] = None,
+    drop_remainder: bool = False,
 ) -> int:
     """Training steps in one epoch.
 
@@ -47,15 +48,20 @@ def epoch_steps(
             (`training.epoch_images`); None = one pass over the N images.
         steps_per_epoch: int or None. Steps an epoch, when set
             (`training.steps_per_epoch`); it takes the place of the rule.
+        drop_remainder: bool. Only full batches (`data.drop_remainder`):
+            `floor` instead of `ceil` below.
 
     Returns:
         `steps_per_epoch` when set, else
         `ceil(min(N, epoch_images) / batch_size)` (`ceil(N / batch_size)`,
-        one pass, without `epoch_images`).
+        one pass, without `epoch_images`; `floor` with `drop_remainder`,
+        at least 1).
     """
     if steps_per_epoch is not None:
         return int(steps_per_epoch)
     images = int(num_train) if epoch_images is None else min(int(num_train), int(epoch_images))
+    if drop_remainder:
+        return max(1, images // int(batch_size))
     return max(1, math.ceil(images / int(batch_size)))
 
 

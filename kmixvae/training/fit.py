@@ -141,7 +141,8 @@ def fit_run(
         )
     if config.pruning.enabled:
         data.check_neighbor_graph("pruning.neighbors", config.pruning.neighbors)
-    dist.check_split_batches("data.train_split", data.num_train, config.data.batch_size)
+    if not config.data.drop_remainder:  # else its last, smaller batch is never read
+        dist.check_split_batches("data.train_split", data.num_train, config.data.batch_size)
     dist.check_split_batches(
         "data.val_split", _validated_images(config, data), config.data.batch_size
     )
@@ -193,7 +194,13 @@ def _steps_per_epoch(config, data) -> int:
     """Training steps an epoch: `training.steps_per_epoch`, else min(N, `training.epoch_images`)
     images (`kmixvae.training.epoch_schedule`)."""
     t = config.training
-    return epoch_steps(data.num_train, data.batch_size, t.epoch_images, t.steps_per_epoch)
+    return epoch_steps(
+        data.num_train,
+        data.batch_size,
+        t.epoch_images,
+        t.steps_per_epoch,
+        drop_remainder=config.data.drop_remainder,
+    )
 
 
 def _validated_images(config, data) -> int:
@@ -329,7 +336,12 @@ def _train_dataset(config, data, callbacks, path, log, start_batch):
     reads, on either pipeline.
     """
     if config.data.neighbors == 0:
-        return data.train_dataset(seed=config.seed, repeat=True, start_batch=start_batch)
+        return data.train_dataset(
+            seed=config.seed,
+            repeat=True,
+            start_batch=start_batch,
+            drop_remainder=config.data.drop_remainder,
+        )
     t_nbr = time.perf_counter()
     space = config.data.neighbor_space
     neighbors = input_neighbors(data.train_images, config.data.neighbors, space=space)
@@ -366,6 +378,7 @@ def _train_dataset(config, data, callbacks, path, log, start_batch):
         repeat=True,
         start_batch=start_batch,
         shard=data.shard,
+        drop_remainder=config.data.drop_remainder,
     )
 
 
