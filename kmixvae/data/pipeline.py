@@ -22,7 +22,6 @@ model.fit(bundle.train_dataset(), validation_data=bundle.val_dataset(), epochs=3
 from __future__ import annotations
 
 import importlib.util
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Union
 
@@ -404,9 +403,7 @@ class DataBundle:
 
     def steps_per_epoch(self, drop_remainder: bool = False) -> int:
         """Training batches per pass over the data."""
-        if drop_remainder:
-            return self.num_train // self.batch_size
-        return math.ceil(self.num_train / self.batch_size)
+        return batches_per_pass(self.num_train, self.batch_size, drop_remainder)
 
     def check_batch_fits(self) -> None:
         """Raises `DataError` when one batch is larger than the training split.

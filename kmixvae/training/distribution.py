@@ -108,12 +108,15 @@ class Distribution:
                 f"of distribution.strategy={self.name!r}; use a multiple of {self.replicas}"
             )
 
-    def check_split_batches(self, key: str, examples: int, batch_size: int) -> None:
+    def check_split_batches(
+        self, key: str, examples: int, batch_size: int, way_out: str = ""
+    ) -> None:
         """Over several processes every batch of a split, the last included, must split evenly.
 
         Each process reads an equal slice of every global batch; a last batch
         of `examples % batch_size` images that does not split over the
-        replicas cannot be assembled.
+        replicas cannot be assembled. `way_out`, when given, is one more
+        remedy the error names (e.g. a setting that drops that batch).
         """
         from kmixvae.errors import ConfigError
 
@@ -123,8 +126,7 @@ class Distribution:
                 f"{key}: its {examples} images leave a last batch of {last}, which does not "
                 f"split over the {self.replicas} replicas of {self.process_count} processes; "
                 f"use a split whose size is a multiple of {self.replicas} (or of "
-                f"data.batch_size={batch_size})"
-                + (", or data.drop_remainder=true" if key == "data.train_split" else "")
+                f"data.batch_size={batch_size})" + (f", or {way_out}" if way_out else "")
             )
 
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from kmixvae.data.batching import batches_per_pass
+
 
 def epoch_steps(
     num_train: int,
@@ -60,9 +62,7 @@ def epoch_steps(
     if steps_per_epoch is not None:
         return int(steps_per_epoch)
     images = int(num_train) if epoch_images is None else min(int(num_train), int(epoch_images))
-    if drop_remainder:
-        return max(1, images // int(batch_size))
-    return max(1, math.ceil(images / int(batch_size)))
+    return max(1, batches_per_pass(images, int(batch_size), drop_remainder))
 
 
 def describe_epoch(num_train: int, batch_size: int, steps: int) -> str:

@@ -142,7 +142,12 @@ def fit_run(
     if config.pruning.enabled:
         data.check_neighbor_graph("pruning.neighbors", config.pruning.neighbors)
     if not config.data.drop_remainder:  # else its last, smaller batch is never read
-        dist.check_split_batches("data.train_split", data.num_train, config.data.batch_size)
+        dist.check_split_batches(
+            "data.train_split",
+            data.num_train,
+            config.data.batch_size,
+            way_out="data.drop_remainder=true",
+        )
     dist.check_split_batches(
         "data.val_split", _validated_images(config, data), config.data.batch_size
     )
