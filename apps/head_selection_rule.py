@@ -10,6 +10,9 @@ and reports which head each label-free rule would keep:
 - `stability`: the share of training images whose argmax q(c|x) survives the
   training augmentation (10 degrees, 8%) -- the rule `kmixvae` uses;
 - `stability_x4`: the same averaged over four draws of the augmentation;
+- `balance`: the entropy of the heads' argmax channel sizes (the partition
+  closest to the uniform channel prior the model trains with);
+- `balanced_stability`: the most stable head among the more balanced half;
 - `strong`: the same with a stronger augmentation (20 degrees, 10%);
 - `doubled`: the same with the training augmentation doubled (20 degrees,
   16%, twice the shear and the zoom, the zoom at most 0.5);
@@ -115,6 +118,13 @@ def _argmax(model, x, augmentation=None, seed=123):
     return q.argmax(-1).T, q.max(-1).mean(0)
 
 
+def _size_entropy(assignment, k=K):
+    """Entropy (nats) of the share of images each channel's argmax holds."""
+    share = np.bincount(assignment, minlength=k) / len(assignment)
+    share = share[share > 0]
+    return float(-(share * np.log(share)).sum())
+
+
 def _agreement(assignments):
     """Each head's mean adjusted Rand index with every other head's assignments."""
     h = len(assignments)
@@ -184,9 +194,13 @@ def run_seed(
     names = renaming(plain, plain[int(np.argmax(central))])
     train_vote = consensus(plain, names)
     vote_accuracy = clustering_accuracy(y_val, consensus(val, names))
+    stability = (plain == moved).mean(1)
+    balance = np.array([_size_entropy(a) for a in plain])
     scores = {
-        "stability": (plain == moved).mean(1),
+        "stability": stability,
         "stability_x4": np.mean([(plain == d).mean(1) for d in draws], axis=0),
+        "balance": balance,
+        "balanced_stability": np.where(balance >= np.median(balance), stability, -1.0),
         "strong": (plain == strong).mean(1),
         "doubled": (plain == double).mean(1),
         "pairs": np.array([(a[:, None] == a[neighbours]).mean() for a in plain]),
@@ -223,6 +237,8 @@ def main(argv=None):
     rules = (
         "stability",
         "stability_x4",
+        "balance",
+        "balanced_stability",
         "strong",
         "doubled",
         "pairs",

@@ -46,3 +46,12 @@ def test_the_vote_of_noisy_heads_beats_each_head():
     new = np.arange(10)[::-1].repeat(5)
     other = np.array([perm[new] for perm in perms])
     np.testing.assert_array_equal(app.consensus(other, names), names[0][other[0]])
+
+
+def test_size_entropy_is_highest_for_equal_channels():
+    app = load_app("head_selection_rule")
+    equal = np.repeat(np.arange(10), 20)
+    merged = np.concatenate([np.zeros(110, "int64"), np.repeat(np.arange(1, 10), 10)])
+    np.testing.assert_allclose(app._size_entropy(equal), np.log(10))
+    assert app._size_entropy(np.zeros(50, "int64")) == 0.0
+    assert 0.0 < app._size_entropy(merged) < app._size_entropy(equal)
