@@ -51,12 +51,14 @@ from pathlib import Path
 import keras
 import numpy as np
 from keras import ops
+from scipy import stats
 from sklearn.metrics import adjusted_rand_score
 
 from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
 from kmixvae.data.sources import read_idx
 from kmixvae.evaluation.metrics import clustering_accuracy
 from kmixvae.models.encoder import Encoder
+from kmixvae.objectives.neighbor_agreement import agreement_loss
 from kmixvae.objectives.views import ViewAugmentation
 from kmixvae.training.head_selection import matching_order
 from kmixvae.utils.images import as_float_images
@@ -96,13 +98,11 @@ class HeadsModel(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         b = ops.shape(x)[0]
         qx, qn = y_pred[:, :b], y_pred[:, b : 2 * b]
-        agreement = ops.mean(-ops.log(ops.sum(qx * qn, -1) + 1e-7))
         usage = ops.mean(qx, axis=1)
         entropy = ops.mean(-ops.sum(usage * ops.log(usage + 1e-8), -1))
-        loss = agreement - 5.0 * entropy
+        loss = agreement_loss(qx, qn)[0] - 5.0 * entropy
         if self.consistency > 0:
-            qa = y_pred[:, 2 * b :]
-            loss = loss + self.consistency * ops.mean(-ops.log(ops.sum(qx * qa, -1) + 1e-7))
+            loss = loss + self.consistency * agreement_loss(qx, y_pred[:, 2 * b :])[0]
         return loss
 
 
@@ -120,9 +120,7 @@ def _argmax(model, x, augmentation=None, seed=123):
 
 def _size_entropy(assignment, k=K):
     """Entropy (nats) of the share of images each channel's argmax holds."""
-    share = np.bincount(assignment, minlength=k) / len(assignment)
-    share = share[share > 0]
-    return float(-(share * np.log(share)).sum())
+    return float(stats.entropy(np.bincount(assignment, minlength=k)))
 
 
 def _agreement(assignments):
