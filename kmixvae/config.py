@@ -115,12 +115,32 @@ def validate(config: Config) -> Config:
     check_training(config.training)
     _check_views(config)
     _check_heads(config)
+    _check_term_windows(config)
     refresh, epochs = config.data.neighbor_refresh_epoch, config.training.epochs
     if refresh >= epochs:
         raise ConfigError(
             f"data.neighbor_refresh_epoch: {refresh} must be below training.epochs ({epochs})"
         )
     return config
+
+
+def _check_term_windows(config: Config) -> None:
+    """A term's `stop_epoch` comes after its `start_epoch` and inside the run."""
+    epochs = config.training.epochs
+    for name in OBJECTIVES:
+        term = getattr(config.loss, name)
+        if term.weight == 0 or term.stop_epoch is None:
+            continue
+        if term.stop_epoch <= term.start_epoch:
+            raise ConfigError(
+                f"loss.{name}.stop_epoch: {term.stop_epoch} must be above "
+                f"loss.{name}.start_epoch ({term.start_epoch})"
+            )
+        if term.stop_epoch >= epochs:
+            raise ConfigError(
+                f"loss.{name}.stop_epoch: {term.stop_epoch} must be below training.epochs "
+                f"({epochs}); null keeps the term on to the end"
+            )
 
 
 def _check_heads(config: Config) -> None:

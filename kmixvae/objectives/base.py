@@ -35,7 +35,7 @@ class Constant(Objective):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 import keras
 
@@ -57,6 +57,9 @@ class ObjectiveConfig:
     SWITCH: ClassVar[Switch] = only_unless("weight", 0.0)
     weight: float = option(0.0, lo=0.0, doc="weight of the term in the loss (0 = off)")
     start_epoch: int = option(0, lo=0, doc="the term is on from this epoch (0-based)")
+    stop_epoch: Optional[int] = option(
+        None, lo=1, doc="the term is off from this epoch on (0-based; null: on to the end)"
+    )
 
 
 def register_objective(cls):
@@ -79,6 +82,8 @@ class Objective:
     Args:
         weight: float. Weight of the term in the loss.
         start_epoch: int. The term is on from this epoch (0-based).
+        stop_epoch: int or None. The term is off from this epoch on
+            (0-based; None: on to the end of the run).
         **settings: the other keys of the objective's config section.
     """
 
@@ -88,21 +93,26 @@ class Objective:
     metrics: ClassVar[tuple[str, ...]] = ()
     training_only_metrics: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, weight, start_epoch=0, **settings):
+    def __init__(self, weight, start_epoch=0, stop_epoch=None, **settings):
         self.weight = float(weight)
         self.start_epoch = int(start_epoch)
-        names = [f for f in setting_names(self.Config) if f not in ("weight", "start_epoch")]
+        self.stop_epoch = None if stop_epoch is None else int(stop_epoch)
+        names = [
+            f
+            for f in setting_names(self.Config)
+            if f not in ("weight", "start_epoch", "stop_epoch")
+        ]
         unknown = sorted(set(settings) - set(names))
         if unknown:
             raise TypeError(f"{type(self).__name__}: unknown setting {unknown[0]!r}")
         defaults = self.Config()
         for name in names:
             setattr(self, name, settings.get(name, getattr(defaults, name)))
-        self.active = self.start_epoch == 0
+        self.active = self.is_on_at(0)
 
     def is_on_at(self, epoch: int) -> bool:
         """Whether the term is trained in (0-based) `epoch`."""
-        return epoch >= self.start_epoch
+        return epoch >= self.start_epoch and (self.stop_epoch is None or epoch < self.stop_epoch)
 
     def term(self, q: dict):
         """The unweighted term and its metrics.

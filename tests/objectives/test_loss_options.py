@@ -177,7 +177,7 @@ def test_neighbour_options_must_come_together(loss, data, message):
 def test_the_options_survive_saving(tmp_path):
     x, _ = _images(8)
     model = _model(
-        self_label={"weight": 0.5, "start_epoch": 3},
+        self_label={"weight": 0.5, "start_epoch": 3, "stop_epoch": 5},
         elbo={"assignment_gradient": False, "subbatch": 4},
         augment={"rotation": 5.0},
     )
@@ -185,7 +185,10 @@ def test_the_options_survive_saving(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     info = loaded.describe()
-    assert info["objectives"] == {"self_label": {"weight": 0.5, "start_epoch": 3, "threshold": 0.9}}
+    assert info["objectives"] == {
+        "self_label": {"weight": 0.5, "start_epoch": 3, "stop_epoch": 5, "threshold": 0.9}
+    }
+    assert [loaded.objectives[0].is_on_at(e) for e in range(6)] == [0, 0, 0, 1, 1, 0]
     assert info["elbo"]["assignment_gradient"] is False and info["augmentation"]["rotation"] == 5.0
     assert loaded.elbo.subbatch == 4 and loaded.encoder.batch_norm_momentum == 0.9
     np.testing.assert_allclose(loaded.encode(x)["q"], model.encode(x)["q"], atol=1e-6)
@@ -201,3 +204,31 @@ def test_epoch_switches_turn_their_term_on_at_the_given_epoch():
     history = model.fit(x, batch_size=16, epochs=3, verbose=0, callbacks=[TermSchedule()]).history
     assert history["recon"][0] == 0.0 and history["recon"][1] != 0.0
     assert history["self_label_share"][:2] == [0.0, 0.0] and history["self_label_share"][2] > 0.0
+
+
+def test_a_term_with_a_stop_epoch_trains_only_in_its_window():
+    from kmixvae.training.callbacks import TermSchedule
+
+    x, _ = _images()
+    model = _model(self_label={"weight": 1.0, "threshold": 0.0, "start_epoch": 1, "stop_epoch": 2})
+    history = model.fit(x, batch_size=16, epochs=3, verbose=0, callbacks=[TermSchedule()]).history
+    share = history["self_label_share"]
+    assert share[0] == 0.0 and share[1] > 0.0 and share[2] == 0.0
+    # Its augmented view is no longer drawn once no term that is on reads it.
+    assert not model.objectives[0].active
+
+
+@pytest.mark.parametrize(
+    "term, message",
+    [
+        ({"start_epoch": 3, "stop_epoch": 3}, "loss.self_label.stop_epoch: 3 must be above"),
+        (
+            {"stop_epoch": 15},
+            r"loss.self_label.stop_epoch: 15 must be below training.epochs \(15\)",
+        ),
+        ({"stop_epoch": 0}, "loss.self_label.stop_epoch"),
+    ],
+)
+def test_a_stop_epoch_outside_the_run_or_before_the_start_is_rejected(term, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict({"loss": {"self_label": {"weight": 1.0, **term}}, "training": {"epochs": 15}})

@@ -56,6 +56,7 @@ def test_a_new_objective_is_configured_trained_and_logged(constant_objective, ti
     assert to_dict(from_dict({"loss": loss}))["loss"]["constant"] == {
         "weight": 2.0,
         "start_epoch": 0,
+        "stop_epoch": None,
         "value": 3.0,
     }
     model = tiny_model((8, 8, 1), loss=loss)
@@ -69,7 +70,7 @@ def test_a_new_objective_is_configured_trained_and_logged(constant_objective, ti
     model.save(path)
     loaded = keras.models.load_model(path)
     assert loaded.describe()["objectives"] == {
-        "constant": {"weight": 2.0, "start_epoch": 0, "value": 3.0}
+        "constant": {"weight": 2.0, "start_epoch": 0, "stop_epoch": None, "value": 3.0}
     }
 
 
