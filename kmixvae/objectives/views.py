@@ -11,6 +11,7 @@ from keras import ops
 
 from kmixvae.config_fields import Switch, option
 from kmixvae.objectives.base import AUGMENTED_VIEWS, OBJECTIVES
+from kmixvae.utils.affine_warp import warp_images
 
 
 def augmenting_objectives_on(loss) -> bool:
@@ -68,7 +69,9 @@ class ViewAugmentation:
     rotation-and-shift augmentation always drew.
 
     Written with `keras.ops` (one code path on every backend; Keras'
-    preprocessing layers retrace the JAX step every batch). The random state
+    preprocessing layers retrace the JAX step every batch); the warp is
+    `kmixvae.utils.affine_warp.warp_images` (four gathers on JAX, the
+    native op on TensorFlow). The random state
     is the caller's `SeedGenerator`, tracked by the model.
 
     Args:
@@ -126,9 +129,7 @@ class ViewAugmentation:
             ],
             axis=1,
         )
-        views = ops.image.affine_transform(
-            x, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0
-        )
+        views = warp_images(x, transform)
         if self.brightness > 0:
             factor = keras.random.uniform(
                 (n, 1, 1, 1), 1.0 - self.brightness, 1.0 + self.brightness, seed=seed
