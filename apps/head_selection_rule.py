@@ -69,14 +69,16 @@ K = 10
 class HeadsModel(keras.Model):
     """A film_het encoder trunk with `heads` channel heads trained by SCAN + usage entropy."""
 
-    def __init__(self, heads, seed, shear=0.0, scale=0.0, consistency=0.0):
+    def __init__(
+        self, heads, seed, shear=0.0, scale=0.0, consistency=0.0, filters=(32, 64), dense=256
+    ):
         super().__init__()
         self.consistency = float(consistency)
         self.enc = Encoder(
             K,
             2,
-            filters=(32, 64),
-            dense_units=256,
+            filters=filters,
+            dense_units=dense,
             batch_norm=True,
             batch_norm_momentum=0.9,
             heads=heads,
@@ -162,10 +164,12 @@ def run_seed(
     k=20,
     scale=0.0,
     consistency=0.0,
+    filters=(32, 64),
+    dense=256,
 ):
     keras.utils.set_random_seed(seed)
     neighbours = mutual_neighbors(pixel_neighbors(x_train, k))
-    model = HeadsModel(heads, seed, shear, scale, consistency)
+    model = HeadsModel(heads, seed, shear, scale, consistency, filters, dense)
     model(np.zeros((2,) + x_train.shape[1:3] + (2,), "float32"))
     steps = len(x_train) // batch
     lr = keras.optimizers.schedules.CosineDecay(3e-3, epochs * steps, alpha=1e-4 / 3e-3)
@@ -221,6 +225,14 @@ def main(argv=None):
     parser.add_argument(
         "--consistency", type=float, default=0.0, help="loss.consistency.weight (0 = off)"
     )
+    parser.add_argument(
+        "--filters",
+        type=int,
+        nargs="+",
+        default=[32, 64],
+        help="model.encoder.filters of the trunk (stride-2 convs)",
+    )
+    parser.add_argument("--dense", type=int, default=256, help="model.encoder.dense_units")
     parser.add_argument("--out", default=None, help="Markdown report (default: print only)")
     args = parser.parse_args(argv)
     folder = Path(args.data_dir)
@@ -265,6 +277,8 @@ def main(argv=None):
             k=args.k,
             scale=args.scale,
             consistency=args.consistency,
+            filters=tuple(args.filters),
+            dense=args.dense,
         )
         votes.append(vote)
         means.append(accuracy.mean())
