@@ -61,9 +61,7 @@ class ContrastiveTrunk(keras.Model):
         n = ops.shape(x)[0]
         sim = ops.matmul(y_pred, ops.transpose(y_pred)) / self.tau - 1e9 * ops.eye(2 * n)
         target = ops.concatenate([ops.arange(n) + n, ops.arange(n)], 0)
-        return ops.mean(
-            keras.losses.sparse_categorical_crossentropy(target, sim, from_logits=True)
-        )
+        return ops.mean(keras.losses.sparse_categorical_crossentropy(target, sim, from_logits=True))
 
 
 def main(argv=None) -> int:
