@@ -3,12 +3,12 @@
 `keras.ops.image.affine_transform` is TensorFlow's native
 `ImageProjectiveTransformV3` on that backend, but on JAX Keras builds it
 from `map_coordinates`, which computes and gathers each of the four
-bilinear corners through a general n-d interpolation path: 18-22 ms for
-the 512 views of a training step on the 2-core CPU, against 7 ms on
-TensorFlow. The same warp written as four flat gathers with their bilinear
-weights takes about a third of that on JAX (`docs/performance.md`); on
-TensorFlow it is slower than the native op, so `warp_images` keeps that op
-there.
+bilinear corners through a general n-d interpolation path: 12-18 ms for
+512 views of 28x28 on the 2-core CPU, against 4.5-4.9 ms on TensorFlow.
+The same warp written as four flat gathers with their bilinear weights
+takes 2.7-3.2 ms on JAX (`apps/warp_benchmark.py`, `docs/performance.md`);
+on TensorFlow it is slower than the native op (15-18 ms), so `warp_images`
+keeps that op there.
 """
 
 from __future__ import annotations
