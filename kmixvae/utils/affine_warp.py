@@ -32,7 +32,7 @@ def bilinear_affine(images, transform):
         transform: `(B, 8)` tensor `[a0, a1, a2, b0, b1, b2, 0, 0]`.
 
     Returns:
-        `(B, H, W, C)` float tensor.
+        `(B, H, W, C)` tensor of the images' dtype.
 
     Example:
 
@@ -53,7 +53,7 @@ def bilinear_affine(images, transform):
     x0, y0 = ops.floor(sx), ops.floor(sy)
     fx, fy = sx - x0, sy - y0
     x0, y0 = ops.cast(x0, "int32"), ops.cast(y0, "int32")
-    pixels = ops.reshape(images, (-1, c))  # (B*H*W, C)
+    pixels = ops.cast(ops.reshape(images, (-1, c)), "float32")  # (B*H*W, C)
     first = ops.reshape(ops.arange(b, dtype="int32") * (h * w), (-1, 1))
     out = 0.0
     for dy, dx, weight in (
@@ -67,7 +67,7 @@ def bilinear_affine(images, transform):
         index = first + ops.clip(row, 0, h - 1) * w + ops.clip(col, 0, w - 1)
         weight = ops.where(inside, weight, 0.0)[..., None]  # (B, H*W, 1)
         out = out + weight * ops.take(pixels, index, axis=0)  # (B, H*W, C)
-    return ops.reshape(out, (b, h, w, c))
+    return ops.cast(ops.reshape(out, (b, h, w, c)), images.dtype)
 
 
 def warp_images(images, transform):

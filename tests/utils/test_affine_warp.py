@@ -65,3 +65,11 @@ def test_a_whole_pixel_shift_moves_the_image_and_fills_zeros():
     expected = np.zeros_like(image)
     expected[0, 2, 3, 0] = 1.0
     np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_the_warp_keeps_the_images_dtype():
+    images = ops.convert_to_tensor(np.ones((2, 8, 8, 1)), "float16")
+    identity = np.array([[1, 0, 0, 0, 1, 0, 0, 0]] * 2, "float32")
+    out = bilinear_affine(images, identity)
+    assert ops.dtype(out) == "float16"
+    np.testing.assert_allclose(ops.convert_to_numpy(out), 1.0)
