@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     for epoch in evals:
         model.fit(x, epochs=epoch, initial_epoch=done, batch_size=args.batch, verbose=0)
         done = epoch
-        f = keras.ops.convert_to_numpy(model.enc.features(ops.convert_to_tensor(x)))
+        f = ops.convert_to_numpy(model.enc.features(ops.convert_to_tensor(x)))
         p = purity(cosine_neighbors(f, 20), labels)
         unit = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-8)
         km = KMeans(10, n_init=5, random_state=0).fit_predict(unit)

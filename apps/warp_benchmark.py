@@ -18,13 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kmixvae.utils.affine_warp import bilinear_affine
-
-
-def keras_warp(images, transform):
-    return ops.image.affine_transform(
-        images, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0
-    )
+from kmixvae.utils.affine_warp import bilinear_affine, keras_affine
 
 
 def compiled(fn):
@@ -45,7 +39,10 @@ def main() -> None:
     cos, sin, one = np.cos(angle), np.sin(angle), np.ones(n)
     transform = np.stack([cos, sin + 0.2, one, -sin, cos, -one, 0 * one, 0 * one], 1)
     transform = ops.convert_to_tensor(transform.astype("float32"))
-    for name, fn in (("keras affine_transform", keras_warp), ("bilinear_affine", bilinear_affine)):
+    for name, fn in (
+        ("keras affine_transform", keras_affine),
+        ("bilinear_affine", bilinear_affine),
+    ):
         fn = compiled(fn)
         for _ in range(3):
             np.asarray(fn(images, transform))

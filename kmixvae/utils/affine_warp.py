@@ -70,10 +70,15 @@ def bilinear_affine(images, transform):
     return ops.cast(ops.reshape(out, (b, h, w, c)), images.dtype)
 
 
+def keras_affine(images, transform):
+    """Keras' `affine_transform` with the same settings (bilinear, zero outside)."""
+    return ops.image.affine_transform(
+        images, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0
+    )
+
+
 def warp_images(images, transform):
     """`bilinear_affine` on JAX, Keras' `affine_transform` (a native op) elsewhere."""
     if keras.backend.backend() == "jax":
         return bilinear_affine(images, transform)
-    return ops.image.affine_transform(
-        images, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0
-    )
+    return keras_affine(images, transform)
