@@ -31,6 +31,13 @@ may share a grid (e.g. one per `--seeds`): a run being made by a live
 process is locked (`<run>.lock`) and skipped by the others. The report goes to
 `docs/study_<name>.md` with its figures in `docs/study_<name>/`.
 
+The run folders (models, checkpoints) stay out of git, so each finished run
+is also kept as a small record, `docs/study_<name>/runs/<variant>__seed<seed>.json`
+(its evaluation, history and resolved config): committed with the report, it
+keeps the run in the report when the study later gains seeds or variants on
+another checkout that lacks the run's folder. A run folder, where present,
+wins over its record.
+
 Every finished run is also a trial of a TensorBoard HParams experiment in
 `study_runs/<name>/hparams/` (`write_hparams`): its hyperparameters are its
 variant, its seed and every resolved config value that differs between the
@@ -184,23 +191,69 @@ def time_to(rows: list[dict], threshold: float):
     return None
 
 
+def record_path(grid: dict, variant: str, seed: int) -> Path:
+    """The committed record of a finished run: `docs/study_<name>/runs/<variant>__seed<seed>.json`."""
+    return ROOT / "docs" / f"study_{grid['name']}" / "runs" / f"{variant}__seed{seed}.json"
+
+
+def _from_run_folder(rd: Path, seed: int) -> dict:
+    """A finished run's record, read from its folder (evaluation, history, config, times)."""
+    return {
+        "seed": seed,
+        "run_dir": str(rd.relative_to(ROOT)),
+        "evaluation": json.loads((rd / "eval_metrics.json").read_text()),
+        "history": _history(rd),
+        "config": json.loads((rd / "config.json").read_text()),
+        "started": (rd / "config.json").stat().st_mtime,
+        "finished": (rd / "eval_metrics.json").stat().st_mtime,
+    }
+
+
 def collect(grid: dict) -> dict:
+    """Every finished run of the grid, from its folder or else from its committed record.
+
+    A run read from its folder (re)writes its record, so the report can be
+    rebuilt on a checkout without the folder.
+
+    Returns:
+        {variant: [run, ...]}: a run is its evaluation's figures plus `seed`,
+        `run_dir`, `history`, `config`, `started`, `finished`, `train_seconds`,
+        `kept_channels`, `time_to_<threshold>` and `from_record` (True when
+        its folder was not here).
+    """
+    from kmixvae.utils.files import atomic_write_text
+
     results = {}
     for variant in grid["variants"]:
         runs = []
         for seed in grid["seeds"]:
             rd = run_dir_of(grid, variant, seed)
-            if not (rd / "eval_metrics.json").is_file():
+            record_file = record_path(grid, variant, seed)
+            if (rd / "eval_metrics.json").is_file():
+                record = _from_run_folder(rd, seed)
+                record_file.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(record_file, json.dumps(record, indent=1, sort_keys=True) + "\n")
+                from_record = False
+            elif record_file.is_file():
+                record = json.loads(record_file.read_text())
+                from_record = True
+            else:
                 continue
-            ev = json.loads((rd / "eval_metrics.json").read_text())
-            rows = _history(rd)
+            rows = record["history"]
+            ev = dict(record["evaluation"])
             ev["train_seconds"] = rows[-1].get("train_seconds") if rows else None
             ev["kept_channels"] = len(ev.get("active_channels") or [])
             for t in THRESHOLDS:
                 ev[f"time_to_{t}"] = time_to(rows, t)
-            ev["seed"] = seed
-            ev["run_dir"] = str(rd.relative_to(ROOT))
-            ev["history"] = rows
+            ev.update(
+                seed=seed,
+                run_dir=record["run_dir"],
+                history=rows,
+                config=record["config"],
+                started=record["started"],
+                finished=record["finished"],
+                from_record=from_record,
+            )
             runs.append(ev)
         results[variant] = runs
     return results
@@ -255,12 +308,13 @@ def _variant_figures(grid: dict, results: dict, out: Path) -> dict[str, list[Pat
         if not runs:
             continue
         folder = out / variant
-        if not all((folder / f).is_file() for f in KEY_FIGURES):
+        live = [r for r in runs if not r.get("from_record")]
+        if not all((folder / f).is_file() for f in KEY_FIGURES) and live:
             # Every figure goes to the run folder; the report keeps the key ones.
-            drawn = ROOT / runs[0]["run_dir"] / "figures"
+            drawn = ROOT / live[0]["run_dir"] / "figures"
             cmd = KMIXVAE + [
                 "visualize",
-                str(ROOT / runs[0]["run_dir"]),
+                str(ROOT / live[0]["run_dir"]),
                 "--data-dir",
                 grid["data_dir"],
                 "--split",
@@ -351,7 +405,8 @@ def write_report(grid: dict, results: dict, command: str) -> Path:
         lines.append(f"| {variant} | {len(runs)} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Per run:",
+        "Per run (a run marked *record* was read from its committed record in "
+        f"`docs/study_{name}/runs/`: its folder is not on this checkout):",
         "",
         "| run | acc % | specialised | garbage channels | active channels at the end | -ELBO | "
         "recon MSE | sample consistency per channel | train s |",
@@ -361,8 +416,9 @@ def write_report(grid: dict, results: dict, command: str) -> Path:
         for r in runs:
             active = r["history"][-1].get("active_channels") if r["history"] else None
             seconds = r.get("train_seconds")
+            mark = " *record*" if r.get("from_record") else ""
             lines.append(
-                f"| `{r['run_dir']}` | {100 * r.get('accuracy', float('nan')):.1f} | "
+                f"| `{r['run_dir']}`{mark} | {100 * r.get('accuracy', float('nan')):.1f} | "
                 f"{r.get('specialised_count')} | {r.get('garbage_channels')} | "
                 f"{'-' if active is None else int(active)} | {r.get('nelbo', float('nan')):.1f} | "
                 f"{r.get('recon_mse', float('nan')):.4f} | {_channel_shares(r)} | "
@@ -375,7 +431,7 @@ def write_report(grid: dict, results: dict, command: str) -> Path:
     for p in figs:
         lines.append(f"![{p.stem}]({p.relative_to(doc.parent)})")
     for variant, paths in per_variant.items():
-        lines += ["", f"`{variant}` (first seed; held-out images):", ""]
+        lines += ["", f"`{variant}` (one seed; held-out images):", ""]
         for p in paths:
             lines.append(f"![{variant} {p.stem}]({p.relative_to(doc.parent)})")
     doc.parent.mkdir(parents=True, exist_ok=True)
@@ -417,9 +473,7 @@ def write_hparams(grid: dict, results: dict) -> Path:
     from kmixvae.viz.tensorboard_hparams import Trial, write_hparams_trials
 
     runs = [(variant, r) for variant, rs in results.items() for r in rs]
-    configs = [
-        _flat(json.loads((ROOT / r["run_dir"] / "config.json").read_text())) for _, r in runs
-    ]
+    configs = [_flat(r["config"]) for _, r in runs]
     keys = sorted(set().union(*configs)) if configs else []
     differing = [
         k
@@ -428,7 +482,7 @@ def write_hparams(grid: dict, results: dict) -> Path:
     ]
     trials = []
     for (variant, r), config in zip(runs, configs):
-        run_dir = ROOT / r["run_dir"]
+        run_dir = ROOT / r["run_dir"]  # its name only: the folder may be gone (a record)
         hparams = {"variant": variant, "seed": r["seed"]}
         hparams.update({k: config.get(k) for k in differing})
         trials.append(
@@ -436,8 +490,8 @@ def write_hparams(grid: dict, results: dict) -> Path:
                 name=run_dir.name,
                 hparams=hparams,
                 metrics={f"eval/{key}": r.get(key) for key, _, _, _ in TABLE},
-                start_time=(run_dir / "config.json").stat().st_mtime,
-                end_time=(run_dir / "eval_metrics.json").stat().st_mtime,
+                start_time=r["started"],
+                end_time=r["finished"],
             )
         )
     metrics = {f"eval/{key}": label for key, label, _, _ in TABLE}

@@ -96,7 +96,15 @@ def test_hparams_trials_are_what_tensorboard_reads(study, tmp_path):
         ev = {"accuracy": 0.9 - 0.1 * seed, "nelbo": float("nan"), "recon_mse": 0.04}
         _fake_run(study, name, config, ev)
         results[variant].append(
-            {**ev, "seed": seed, "run_dir": f"study_runs/g/{name}", "train_seconds": 12.0}
+            {
+                **ev,
+                "seed": seed,
+                "run_dir": f"study_runs/g/{name}",
+                "train_seconds": 12.0,
+                "config": config,
+                "started": 100.0,
+                "finished": 200.0,
+            }
         )
     log_dir = study.write_hparams(grid, results)
     assert log_dir == tmp_path / "study_runs" / "g" / "hparams"
@@ -127,6 +135,44 @@ def test_hparams_trials_are_what_tensorboard_reads(study, tmp_path):
     # Rewriting (e.g. --report-only) replaces the folder: still one session per run.
     study.write_hparams(grid, {"film": results["film"][:1], "concat": []})
     assert set(read_hparams(log_dir)["sessions"]) == {"film__seed0"}
+
+
+def test_a_finished_run_outlives_its_folder_as_a_committed_record(study, tmp_path):
+    """A new checkout lacks study_runs/: the report keeps the runs it had, from their records."""
+    grid = {"name": "g", "seeds": [0, 1, 2], "variants": {"a": {"config": "c.json"}}}
+
+    def finished(seed, acc):
+        _fake_run(study, f"a__seed{seed}", {"seed": seed}, {"accuracy": acc, "nelbo": 1.0})
+        run = tmp_path / "study_runs" / "g" / f"a__seed{seed}"
+        (run / "history.csv").write_text("epoch,train_seconds,val_cluster_acc\n1,5.0,0.8\n")
+
+    finished(0, 0.9)
+    finished(1, 0.7)
+    first = study.collect(grid)["a"]
+    assert [r["seed"] for r in first] == [0, 1] and not any(r["from_record"] for r in first)
+    records = tmp_path / "docs" / "study_g" / "runs"
+    assert sorted(p.name for p in records.iterdir()) == ["a__seed0.json", "a__seed1.json"]
+    # The folders are gone (a fresh clone); seed 2 is run there; seed 1's folder is back too.
+    import shutil
+
+    shutil.rmtree(tmp_path / "study_runs")
+    finished(1, 0.75)
+    finished(2, 0.5)
+    runs = study.collect(grid)["a"]
+    assert [(r["seed"], r["accuracy"], r["from_record"]) for r in runs] == [
+        (0, 0.9, True),
+        (1, 0.75, False),  # a folder wins over its (older) record, and rewrites it
+        (2, 0.5, False),
+    ]
+    assert runs[0]["history"] == first[0]["history"] and runs[0]["train_seconds"] == 5.0
+    assert runs[0]["time_to_0.7"] == 5.0 and runs[0]["config"] == {"seed": 0}
+    assert json.loads((records / "a__seed1.json").read_text())["evaluation"]["accuracy"] == 0.75
+    grid.update(data_dir="d", train_split="train", eval_split="test")
+    study._variant_figures = lambda *args: {}  # no model to draw: the records are the point
+    report = study.write_report(grid, {"a": runs}, "cmd").read_text()
+    assert "| `study_runs/g/a__seed0` *record* | 90.0 |" in report
+    assert "| `study_runs/g/a__seed2` | 50.0 |" in report
+    assert "| a | 3 | 71.7 +- 16.5 |" in report
 
 
 def test_hparams_refuses_a_folder_it_did_not_write(tmp_path):
