@@ -19,6 +19,9 @@ TINY = [
     "model.decoder.embedding_dim=4",
     "curriculum.enabled=false",
 ]
+# film_het's view consistency (its first phase) reads an augmented view of each image: off
+# unless asked for, so that plain images are encoded once.
+CONSISTENCY_OFF = ["loss.consistency.weight=0", "loss.consistency.stop_epoch=null"]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,7 @@ def bench():
     return load_app("benchmark")
 
 
-def _tiny_model(conditioning="film", elbo_channels="all"):
+def _tiny_model(conditioning="film", elbo_channels="all", consistency=False):
     from kmixvae.config import load_config
     from kmixvae.models.factory import build_model
 
@@ -42,7 +45,8 @@ def _tiny_model(conditioning="film", elbo_channels="all"):
         REPO_ROOT / "configs" / "film_het.json",
         overrides=TINY
         + [f"model.decoder.conditioning={conditioning}", f'loss.elbo.channels="{elbo_channels}"']
-        + film_keys,
+        + film_keys
+        + ([] if consistency else CONSISTENCY_OFF),
     )
     return build_model(config, (28, 28, 1))
 
@@ -102,6 +106,17 @@ def test_flop_counter_follows_neighbour_views_and_elbo_subbatch(bench):
     assert counts["decoder_rows"] == pytest.approx(6 / 8)
     plain = bench.count_step_flops(model, x)
     assert counts["encoder_flops"] == pytest.approx(2 * plain["encoder_flops"])
+
+
+def test_flop_counter_counts_the_view_consistency_view(bench):
+    """film_het's first phase: the image and its own augmented view both go through the encoder."""
+    model = _tiny_model(consistency=True)  # as film_het.json ships it
+    model.set_active_channels([0, 1, 2])
+    counts = bench.count_step_flops(model, _images(4))
+    plain = bench.count_step_flops(_tiny_model(), _images(4))
+    assert counts["encoder_rows"] == 2 and plain["encoder_rows"] == 1
+    assert counts["encoder_flops"] == pytest.approx(2 * plain["encoder_flops"])
+    assert counts["decoder_flops"] == pytest.approx(plain["decoder_flops"])
 
 
 def test_flop_counter_concat_decoder(bench):
