@@ -482,12 +482,11 @@ def write_hparams(grid: dict, results: dict) -> Path:
     ]
     trials = []
     for (variant, r), config in zip(runs, configs):
-        run_dir = ROOT / r["run_dir"]  # its name only: the folder may be gone (a record)
         hparams = {"variant": variant, "seed": r["seed"]}
         hparams.update({k: config.get(k) for k in differing})
         trials.append(
             Trial(
-                name=run_dir.name,
+                name=Path(r["run_dir"]).name,  # the folder itself may be gone (a record)
                 hparams=hparams,
                 metrics={f"eval/{key}": r.get(key) for key, _, _, _ in TABLE},
                 start_time=r["started"],
