@@ -70,7 +70,16 @@ class HeadsModel(keras.Model):
     """A film_het encoder trunk with `heads` channel heads trained by SCAN + usage entropy."""
 
     def __init__(
-        self, heads, seed, shear=0.0, scale=0.0, consistency=0.0, filters=(32, 64), dense=256
+        self,
+        heads,
+        seed,
+        shear=0.0,
+        scale=0.0,
+        consistency=0.0,
+        filters=(32, 64),
+        dense=256,
+        flip=0.0,
+        erase=0.0,
     ):
         super().__init__()
         self.consistency = float(consistency)
@@ -83,7 +92,7 @@ class HeadsModel(keras.Model):
             batch_norm_momentum=0.9,
             heads=heads,
         )
-        self.aug = ViewAugmentation(10.0, 0.08, shear=shear, scale=scale)
+        self.aug = ViewAugmentation(10.0, 0.08, shear=shear, scale=scale, flip=flip, erase=erase)
         self.gen = keras.random.SeedGenerator(seed + 1)
 
     def probs(self, x, training=False):
@@ -166,10 +175,12 @@ def run_seed(
     consistency=0.0,
     filters=(32, 64),
     dense=256,
+    flip=0.0,
+    erase=0.0,
 ):
     keras.utils.set_random_seed(seed)
     neighbours = mutual_neighbors(pixel_neighbors(x_train, k))
-    model = HeadsModel(heads, seed, shear, scale, consistency, filters, dense)
+    model = HeadsModel(heads, seed, shear, scale, consistency, filters, dense, flip, erase)
     model(np.zeros((2,) + x_train.shape[1:3] + (2,), "float32"))
     steps = len(x_train) // batch
     lr = keras.optimizers.schedules.CosineDecay(3e-3, epochs * steps, alpha=1e-4 / 3e-3)
@@ -233,6 +244,8 @@ def main(argv=None):
         help="model.encoder.filters of the trunk (stride-2 convs)",
     )
     parser.add_argument("--dense", type=int, default=256, help="model.encoder.dense_units")
+    parser.add_argument("--flip", type=float, default=0.0, help="loss.augment.flip of the views")
+    parser.add_argument("--erase", type=float, default=0.0, help="loss.augment.erase of the views")
     parser.add_argument("--out", default=None, help="Markdown report (default: print only)")
     args = parser.parse_args(argv)
     folder = Path(args.data_dir)
@@ -279,6 +292,8 @@ def main(argv=None):
             consistency=args.consistency,
             filters=tuple(args.filters),
             dense=args.dense,
+            flip=args.flip,
+            erase=args.erase,
         )
         votes.append(vote)
         means.append(accuracy.mean())

@@ -51,11 +51,17 @@ class AugmentConfig:
     gamma: float = option(
         0.0, lo=0.0, hi=2.0, doc="pixels to the power exp(u), u in +- gamma (mid-tones only)"
     )
+    flip: float = option(
+        0.0, lo=0.0, hi=1.0, doc="probability of mirroring a view left-right (0: never)"
+    )
+    erase: float = option(
+        0.0, lo=0.0, hi=1.0, doc="a black rectangle, each side up to this fraction of the image"
+    )
 
 
 @keras.saving.register_keras_serializable(package="kmixvae")
 class ViewAugmentation:
-    """Random rotation, shift, horizontal shear and zoom of each image, then its intensities.
+    """Random rotation, shift, shear, zoom and mirroring of each image, its intensities, a hole.
 
     Each image gets its own draw: a rotation of +- `rotation` degrees, a
     shift of +- `shift` of the size, a horizontal shear `x += s * y` with
@@ -64,9 +70,12 @@ class ViewAugmentation:
     times a factor in `[1 - brightness, 1 + brightness]`, clipped to
     `[0, 1]`, and raised to the power `exp(u)` with `u` in +- `gamma` (black
     and white stay, the mid-tones move: the grey-scale form of SimCLR's
-    colour distortion). Shear, zoom, brightness and gamma are drawn only
-    when they are on, so with all four at 0 the views are exactly what the
-    rotation-and-shift augmentation always drew.
+    colour distortion). With `flip` > 0 a view is mirrored left-right with
+    that probability, and with `erase` > 0 one axis-aligned rectangle of it,
+    each side up to `erase` of the image's, turns black (Cutout / random
+    erasing). Shear, zoom, mirroring, brightness, gamma and the rectangle
+    are drawn only when they are on, so with all of them at 0 the views are
+    exactly what the rotation-and-shift augmentation always drew.
 
     Written with `keras.ops` (one code path on every backend; Keras'
     preprocessing layers retrace the JAX step every batch); the warp is
@@ -81,6 +90,9 @@ class ViewAugmentation:
         scale: float. Maximum relative zoom (0: none).
         brightness: float. Maximum relative change of the grey levels (0: none).
         gamma: float. Maximum |log| of the gamma exponent (0: none).
+        flip: float. Probability of mirroring a view left-right (0: never).
+        erase: float. Largest side of the black rectangle, as a fraction of
+            the image's side (0: none).
 
     Example:
 
@@ -90,13 +102,25 @@ class ViewAugmentation:
     ```
     """
 
-    def __init__(self, rotation=15.0, shift=0.1, shear=0.0, scale=0.0, brightness=0.0, gamma=0.0):
+    def __init__(
+        self,
+        rotation=15.0,
+        shift=0.1,
+        shear=0.0,
+        scale=0.0,
+        brightness=0.0,
+        gamma=0.0,
+        flip=0.0,
+        erase=0.0,
+    ):
         self.rotation = float(rotation)
         self.shift = float(shift)
         self.shear = float(shear)
         self.scale = float(scale)
         self.brightness = float(brightness)
         self.gamma = float(gamma)
+        self.flip = float(flip)
+        self.erase = float(erase)
 
     def __call__(self, x, seed):
         n = ops.shape(x)[0]
@@ -114,6 +138,10 @@ class ViewAugmentation:
         if self.scale > 0:
             zoom = keras.random.uniform((n,), 1.0 - self.scale, 1.0 + self.scale, seed=seed)
             m00, m01, m10, m11 = m00 / zoom, m01 / zoom, m10 / zoom, m11 / zoom
+        if self.flip > 0:  # mirror the output's x about the centre: M's first column negated
+            mirror = keras.random.uniform((n,), 0.0, 1.0, seed=seed) < self.flip
+            sign = ops.where(mirror, -1.0, 1.0)
+            m00, m10 = m00 * sign, m10 * sign
         cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
         zero = ops.zeros_like(cos)
         transform = ops.stack(
@@ -140,7 +168,24 @@ class ViewAugmentation:
                 keras.random.uniform((n, 1, 1, 1), -self.gamma, self.gamma, seed=seed)
             )
             views = ops.power(ops.clip(views, 0.0, 1.0), exponent)
+        if self.erase > 0:
+            views = views * (1.0 - self._rectangles(n, h, w, seed))
         return views
+
+    def _rectangles(self, n, h, w, seed):
+        """`(n, h, w, 1)` masks, 1 inside one random axis-aligned rectangle per image."""
+        sides = keras.random.uniform((n, 2), 0.0, self.erase, seed=seed) * ops.convert_to_tensor(
+            [[h, w]], "float32"
+        )
+        centres = keras.random.uniform((n, 2), 0.0, 1.0, seed=seed) * ops.convert_to_tensor(
+            [[h, w]], "float32"
+        )
+        rows = ops.arange(h, dtype="float32")[None, :] + 0.5
+        cols = ops.arange(w, dtype="float32")[None, :] + 0.5
+        in_rows = ops.abs(rows - centres[:, :1]) < sides[:, :1] / 2.0
+        in_cols = ops.abs(cols - centres[:, 1:]) < sides[:, 1:] / 2.0
+        inside = ops.logical_and(in_rows[:, :, None], in_cols[:, None, :])
+        return ops.cast(inside, "float32")[..., None]
 
     def get_config(self):
         return {
@@ -150,6 +195,8 @@ class ViewAugmentation:
             "scale": self.scale,
             "brightness": self.brightness,
             "gamma": self.gamma,
+            "flip": self.flip,
+            "erase": self.erase,
         }
 
     @classmethod

@@ -1,4 +1,4 @@
-"""`ViewAugmentation`: the random rotation, shift, shear, zoom, brightness and gamma of the views."""
+"""`ViewAugmentation`: the random rotation, shift, shear, zoom, mirroring, grey levels and hole of the views."""
 
 from __future__ import annotations
 
@@ -106,8 +106,51 @@ def test_grey_levels_off_draw_the_geometry_alone():
     assert not np.allclose(on, off)
 
 
+def test_flip_mirrors_about_the_centre_with_its_probability():
+    x = np.zeros((200, 28, 28, 1), "float32")
+    x[:, 6:22, 3:8] = 1.0  # a bar on the left
+    mirrored = x[:, :, ::-1]
+    views = _augment(ViewAugmentation(rotation=0.0, shift=0.0, flip=0.5), x)
+    is_same = np.isclose(views, x, atol=1e-5).all(axis=(1, 2, 3))
+    is_mirror = np.isclose(views, mirrored, atol=1e-5).all(axis=(1, 2, 3))
+    assert (is_same ^ is_mirror).all()  # each view is one or the other, exactly
+    assert 0.35 < is_mirror.mean() < 0.65
+    always = _augment(ViewAugmentation(rotation=0.0, shift=0.0, flip=1.0), x)
+    np.testing.assert_allclose(always, mirrored, atol=1e-5)
+
+
+def test_erase_blacks_out_one_rectangle_within_its_size():
+    x = np.ones((200, 28, 28, 1), "float32")
+    views = _augment(ViewAugmentation(rotation=0.0, shift=0.0, erase=0.5), x)[..., 0]
+    assert set(np.unique(views)) <= {0.0, 1.0}
+    for view in views:
+        rows, cols = np.nonzero(view == 0.0)
+        if len(rows) == 0:
+            continue
+        height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        assert len(rows) == height * width  # one solid axis-aligned rectangle
+        assert height <= 14 + 1 and width <= 14 + 1
+    holes = (views == 0.0).sum(axis=(1, 2))
+    assert (holes > 0).mean() > 0.8 and holes.max() > 100  # drawn, and over the range
+
+
+def test_flip_and_erase_off_draw_the_rest_alone():
+    x = np.random.default_rng(0).random((8, 28, 28, 1)).astype("float32")
+    off = _augment(ViewAugmentation(10.0, 0.08, shear=0.3, scale=0.2), x, seed=3)
+    again = _augment(ViewAugmentation(10.0, 0.08, 0.3, 0.2, flip=0.0, erase=0.0), x, seed=3)
+    np.testing.assert_array_equal(off, again)
+
+
 @pytest.mark.parametrize(
-    "key,value", [("shear", 0.3), ("scale", 0.1), ("brightness", 0.3), ("gamma", 0.4)]
+    "key,value",
+    [
+        ("shear", 0.3),
+        ("scale", 0.1),
+        ("brightness", 0.3),
+        ("gamma", 0.4),
+        ("flip", 0.5),
+        ("erase", 0.3),
+    ],
 )
 def test_the_config_reaches_the_model_and_survives_saving(key, value):
     model = tiny_model(loss={"self_label": {"weight": 1.0}, "augment": {key: value}})
@@ -119,3 +162,4 @@ def test_the_config_reaches_the_model_and_survives_saving(key, value):
 def test_an_augmentation_saved_before_shear_and_scale_loads():
     old = ViewAugmentation.from_config({"rotation": 10.0, "shift": 0.08})
     assert (old.shear, old.scale, old.brightness, old.gamma) == (0.0, 0.0, 0.0, 0.0)
+    assert (old.flip, old.erase) == (0.0, 0.0)
