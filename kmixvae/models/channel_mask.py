@@ -13,9 +13,19 @@ class ChannelMask:
     this mixin keeps the Python-side tuple of active channels in step with
     it and retraces the compiled train step when what it compiles in
     changes: the number of decoded channels (`set_active_channels`), the
-    candidate channel heads (`select_head`) and the terms whose start epoch
-    has come (`start_epoch`). Call each between epochs, through the model
-    that `fit` trains.
+    views the objectives that are on read, and whether the ELBO decodes.
+
+    The rest of the schedule is data, not graph: two more non-trainable
+    weights (not saved: `start_epoch` sets them at every epoch, also on a
+    resumed run) hold each objective's on/off switch (`term_switches`) and
+    the weight of each candidate channel head in the terms
+    (`head_weights`: 1/heads each before the head selection, 1 on the first
+    head after it). Turning a term on or off, or keeping one head
+    (`select_head`), assigns them and leaves the compiled step as it is,
+    as long as the views drawn stay the same (with `configs/film_het.json`
+    the view-consistency term and self-labelling read the same augmented
+    view, so its phase change compiles nothing). Call each between epochs,
+    through the model that `fit` trains.
     """
 
     def _make_channel_mask(self, active_channels):
@@ -32,6 +42,35 @@ class ChannelMask:
             name="channel_mask",
             dtype="float32",
         )
+
+    def _make_term_switches(self):
+        """Creates `term_switches` (one per objective) and `head_weights` (one per head)."""
+        switches = [1.0 if o.is_on_at(0) else 0.0 for o in self.objectives] or [0.0]
+        self.term_switches = self.add_weight(
+            shape=(len(switches),),
+            initializer=keras.initializers.Constant(np.asarray(switches, "float32")),
+            trainable=False,
+            name="term_switches",
+            dtype="float32",
+        )
+        self.head_weights = self.add_weight(
+            shape=(self.encoder.heads,),
+            initializer=keras.initializers.Constant(self._head_weight_values()),
+            trainable=False,
+            name="head_weights",
+            dtype="float32",
+        )
+
+    def _head_weight_values(self):
+        heads = self.encoder.heads
+        if self.candidate_heads_on:
+            return np.full((heads,), 1.0 / heads, "float32")
+        return np.eye(1, heads, dtype="float32")[0]
+
+    def save_own_variables(self, store):
+        # Only the mask is state; the switches follow the epoch (`start_epoch`), so a
+        # model file is what it was before they existed.
+        store["0"] = keras.ops.convert_to_numpy(self.channel_mask.value)
 
     def _check_channels(self, channels):
         chans = tuple(sorted({int(c) for c in channels}))
@@ -69,7 +108,7 @@ class ChannelMask:
         self._active = self._check_channels(np.nonzero(mask > 0.5)[0].tolist())
 
     def load_own_variables(self, store):
-        super().load_own_variables(store)
+        self.channel_mask.assign(store["0"])
         self._sync_active_from_mask()
 
     def select_head(self, head: int, order=None) -> None:
@@ -80,31 +119,33 @@ class ChannelMask:
         `fit` trains.
         """
         self.encoder.copy_head(int(head), order)
-        if self.candidate_heads_on:
-            self.candidate_heads_on = False
-            if getattr(self, "train_function", None) is not None:
-                self.make_train_function(force=True)
+        self.candidate_heads_on = False
+        self.head_weights.assign(self._head_weight_values())
 
     def start_epoch(self, epoch: int) -> None:
-        """Turns on the terms whose start epoch has come (ELBO decoding, objectives).
+        """Turns on the terms whose epoch has come and off those whose stop epoch has.
 
-        The terms that are on are static in the compiled train step: when
-        one changes, the step is retraced. Call it between epochs, through
-        the model that `fit` trains (see `TermSchedule`).
+        Sets the switches (`term_switches`, `head_weights`); the compiled
+        train step is retraced only when what it draws changes: the views
+        the objectives that are on read, or whether the ELBO decodes. Call
+        it between epochs, through the model that `fit` trains (see
+        `TermSchedule`).
         """
-        changed = False
+        views_before = self._views_read()
         candidates = self.encoder.heads > 1 and epoch < self.head_selection_epoch
-        if candidates != self.candidate_heads_on:
-            self.candidate_heads_on = candidates
-            changed = True
+        self.candidate_heads_on = candidates
+        changed = False
         decode = epoch >= self.elbo.start_epoch
         if decode != self.decode_in_training:
             self.decode_in_training = decode
             changed = True
         for objective in self.objectives:
-            on = objective.is_on_at(epoch)
-            if on != objective.active:
-                objective.active = on
-                changed = True
+            objective.active = objective.is_on_at(epoch)
+        if self.objectives:
+            self.term_switches.assign(
+                np.asarray([1.0 if o.active else 0.0 for o in self.objectives], "float32")
+            )
+        self.head_weights.assign(self._head_weight_values())
+        changed = changed or self._views_read() != views_before
         if changed and getattr(self, "train_function", None) is not None:
             self.make_train_function(force=True)

@@ -41,12 +41,15 @@ class MixtureLoss:
         nelbo = ops.mean(recon) + ops.mean(kl_z) + ops.mean(kl_c)
         loss = self.elbo.weight * (ops.mean(recon) + (ops.mean(kl_z) + ops.mean(kl_c)))
         out = {}
-        for objective in self.objectives:
-            if not objective.active or any(v not in terms["views"] for v in objective.views):
-                continue  # its metrics log 0 (see compute_loss)
-            term, metrics = self._objective_term(objective, terms["views"])
-            loss = loss + objective.weight * term
-            out.update(metrics)
+        for i, objective in enumerate(self.objectives):
+            if any(v not in terms["views"] for v in objective.views):
+                continue  # its views are not drawn: its metrics log 0 (see compute_loss)
+            # On or off by its switch (`start_epoch` sets it): a term that is off
+            # adds 0 and logs 0, in the same compiled step.
+            switch = self.term_switches[i]
+            term, metrics = self._objective_term(objective, terms["views"], self.head_weights)
+            loss = loss + objective.weight * switch * term
+            out.update({name: switch * value for name, value in metrics.items()})
         out.update(
             {
                 "loss": loss,
@@ -62,15 +65,18 @@ class MixtureLoss:
         return out
 
     @staticmethod
-    def _objective_term(objective, views):
-        """An objective's term and metrics: on `(B, K)` views, or the mean over the
-        candidate heads of `(B, heads, K)` views."""
+    def _objective_term(objective, views, head_weights):
+        """An objective's term and metrics: on `(B, K)` views, or on `(B, heads, K)`
+        views the candidate heads' terms weighted by `head_weights` (`(heads,)`:
+        the mean over the heads before the selection, the first head after it)."""
         if len(views["x"].shape) == 2:
             return objective.term(views)
         heads = views["x"].shape[1]
         parts = [objective.term({name: v[:, h] for name, v in views.items()}) for h in range(heads)]
-        term = ops.mean(ops.stack([t for t, _ in parts]))
-        metrics = {m: ops.mean(ops.stack([p[1][m] for p in parts])) for m in parts[0][1]}
+        term = ops.sum(head_weights * ops.stack([t for t, _ in parts]))
+        metrics = {
+            m: ops.sum(head_weights * ops.stack([p[1][m] for p in parts])) for m in parts[0][1]
+        }
         return term, metrics
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

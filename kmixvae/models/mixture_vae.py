@@ -11,6 +11,7 @@ from kmixvae.models.decoder import Decoder
 from kmixvae.models.description import ModelDescription
 from kmixvae.models.encoder import Encoder
 from kmixvae.models.inference import MixtureInference
+from kmixvae.models.learning_rate_schedule import attach_phase_variable
 from kmixvae.models.mixture_loss import LOSS_TERMS, MixtureLoss
 from kmixvae.objectives import VIEW_SOURCES, ElboConfig, Objective, ViewAugmentation
 
@@ -123,6 +124,7 @@ class MixtureVAE(ChannelMask, MixtureLoss, MixtureInference, ModelDescription, k
         self.augment_seed = keras.random.SeedGenerator(self.seed + 1)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
         self._make_channel_mask(active_channels)
+        self._make_term_switches()
         self._make_trackers()
 
     # ------------------------------------------------------------------ build
@@ -160,14 +162,16 @@ class MixtureVAE(ChannelMask, MixtureLoss, MixtureInference, ModelDescription, k
             return ops.repeat(t, len(channels), axis=1)
         return ops.take(t, ops.convert_to_tensor(list(channels), dtype="int32"), axis=1)
 
+    def _views_read(self):
+        """The augmented views the objectives that are on read, in batch order."""
+        read = {v for o in self.objectives if o.active for v in o.views}
+        return tuple(v for v in VIEW_SOURCES if v in read)
+
     def _views_wanted(self, training, batch):
         """The extra views the objectives that are on read in this step, in batch order."""
         if not training:
             return ()
-        read = {v for o in self.objectives if o.active for v in o.views}
-        return tuple(
-            v for v, src in VIEW_SOURCES.items() if v in read and batch.get(src) is not None
-        )
+        return tuple(v for v in self._views_read() if batch.get(VIEW_SOURCES[v]) is not None)
 
     def call(self, inputs, training=False):
         """Runs the stochastic forward pass; returns the per-image loss terms.
@@ -190,7 +194,9 @@ class MixtureVAE(ChannelMask, MixtureLoss, MixtureInference, ModelDescription, k
             )
             for name in wanted
         ]
-        candidates = training and self.candidate_heads_on
+        # Every candidate head is computed in training, before and after the selection:
+        # `head_weights` says which count, so keeping one head compiles nothing.
+        candidates = training and self.encoder.heads > 1
         q_all, mu, log_var = self._posteriors(
             ops.concatenate(views, axis=0) if len(views) > 1 else x, training, candidates
         )
@@ -256,6 +262,17 @@ class MixtureVAE(ChannelMask, MixtureLoss, MixtureInference, ModelDescription, k
         nll = self.decoder.head.nll(x, self.decoder(z, channels))
         kl_z = self.prior.kl_z_at(mu, log_var, channels)
         return {"q_active": onehot, "nll": onehot * nll[:, None], "kl_z": onehot * kl_z[:, None]}
+
+    def compile_from_config(self, config):
+        """Keras' own, then the learning-rate phase variable of a saved phased schedule.
+
+        A checkpoint's optimizer holds that variable after all the others
+        (`attach_phase_variable`); adding it here, before Keras restores the
+        optimizer's variables by position, keeps the two lists alike.
+        """
+        super().compile_from_config(config)
+        if getattr(self, "optimizer", None) is not None and self.optimizer.built:
+            attach_phase_variable(self.optimizer)
 
     # ------------------------------------------------------------------ config
 

@@ -60,8 +60,10 @@ class OptimizerRestart(keras.callbacks.Callback):
 
     Zeroes every optimizer variable (moments and the step count, so Adam's
     bias correction starts over) and moves the `PhasedLearningRate` schedule
-    to its next phase; the compiled step is rebuilt once. A run resumed after
-    the restart keeps its saved optimizer state and only selects the phase.
+    to its next phase: assigned variables, so the compiled step stays (a
+    schedule without its phase variable retraces it once). A run resumed
+    after the restart keeps its saved optimizer state and only selects the
+    phase.
 
     Args:
         start: int. The first epoch of the second phase.
@@ -81,8 +83,9 @@ class OptimizerRestart(keras.callbacks.Callback):
         if epoch == self.start:
             for variable in optimizer.variables:
                 variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
-        schedule.phase = phase
-        self.model.make_train_function(force=True)
+        schedule.set_phase(phase)
+        if schedule.phase_variable is None:
+            self.model.make_train_function(force=True)
 
 
 FEATURE_CHUNK = 8192

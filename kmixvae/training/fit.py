@@ -42,7 +42,7 @@ from kmixvae.training.curriculum import ChannelCurriculum
 from kmixvae.training.distribution import configure_distribution
 from kmixvae.training.epoch_schedule import describe_epoch, epoch_steps
 from kmixvae.training.head_selection import HeadSelection
-from kmixvae.training.optimizers import make_optimizer
+from kmixvae.training.optimizers import make_optimizer, prepare_optimizer
 from kmixvae.utils.files import atomic_write_text
 from kmixvae.utils.images import as_float_images
 from kmixvae.viz.projector import export_projector
@@ -252,6 +252,7 @@ def _build_or_restore_model(config, data, dist, path, state):
             return model
         model = build_model(config, data.image_shape)
         model.compile(optimizer=make_optimizer(config, steps))
+        prepare_optimizer(model)
         return model
 
 

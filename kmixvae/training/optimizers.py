@@ -11,7 +11,7 @@ import keras
 
 from kmixvae.choices import OPTIMIZERS
 from kmixvae.errors import ConfigError
-from kmixvae.models.learning_rate_schedule import PhasedLearningRate
+from kmixvae.models.learning_rate_schedule import PhasedLearningRate, attach_phase_variable
 
 
 def make_optimizer(config: Config, steps_per_epoch: int):
@@ -45,3 +45,15 @@ def make_optimizer(config: Config, steps_per_epoch: int):
     if t.optimizer not in classes:
         raise ConfigError(f"training.optimizer: {t.optimizer!r} is not one of {', '.join(classes)}")
     return classes[t.optimizer](**kwargs)
+
+
+def prepare_optimizer(model) -> None:
+    """Builds `model.optimizer`'s variables and gives a phased schedule its phase variable.
+
+    Every path that gives a model its optimizer calls it (a new run, a
+    resumed one, a loaded checkpoint: `MixtureVAE.compile_from_config`), so
+    the optimizer's variables are the same list, in the same order, in each.
+    """
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    attach_phase_variable(model.optimizer)

@@ -39,7 +39,7 @@ from pathlib import Path
 import keras
 
 from kmixvae.errors import ConfigError
-from kmixvae.training.optimizers import make_optimizer
+from kmixvae.training.optimizers import make_optimizer, prepare_optimizer
 from kmixvae.utils.files import atomic_write_text, remove_temp_files
 
 RESUME_OVERRIDES = (
@@ -191,7 +191,7 @@ def rebuild_optimizer(model, config: Config, steps_per_epoch: int) -> None:
     old_values = {_variable_key(v): v for v in old.variables}
     model.compile(optimizer=make_optimizer(config, steps_per_epoch))
     new = model.optimizer
-    new.build(model.trainable_variables)
+    prepare_optimizer(model)
     for variable in new.variables:
         key = _variable_key(variable)
         if key != "learning_rate" and key in old_values:

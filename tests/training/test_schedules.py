@@ -12,7 +12,7 @@ from kmixvae.errors import ConfigError
 from kmixvae.models.factory import build_model
 from kmixvae.models.learning_rate_schedule import PhasedLearningRate
 from kmixvae.training.callbacks import LearningRateLogger, OptimizerRestart
-from kmixvae.training.optimizers import make_optimizer
+from kmixvae.training.optimizers import make_optimizer, prepare_optimizer
 from tests.helpers.tiny import tiny_config
 
 
@@ -43,6 +43,7 @@ def _config(**training):
 def _compiled(config, steps):
     model = build_model(config, (28, 28, 1))
     model.compile(optimizer=make_optimizer(config, steps))
+    prepare_optimizer(model)
     return model
 
 
@@ -55,7 +56,11 @@ class _MomentProbe(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         opt = self.model.optimizer
-        moments = [v for v in opt.variables if v is not opt.iterations]
+        moments = [
+            v
+            for v in opt.variables
+            if v is not opt.iterations and v is not opt._learning_rate.phase_variable
+        ]
         largest = max(
             (float(np.abs(keras.ops.convert_to_numpy(v)).max()) for v in moments), default=0.0
         )
