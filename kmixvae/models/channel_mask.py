@@ -35,31 +35,26 @@ class ChannelMask:
         self._active = self._check_channels(active_channels)
         mask = np.zeros((self.num_channels,), "float32")
         mask[list(self._active)] = 1.0
-        self.channel_mask = self.add_weight(
-            shape=(self.num_channels,),
-            initializer=keras.initializers.Constant(mask),
+        self.channel_mask = self._constant_weight("channel_mask", mask)
+
+    def _constant_weight(self, name, values):
+        """A non-trainable float32 weight holding `values` (a 1-d numpy array)."""
+        return self.add_weight(
+            shape=values.shape,
+            initializer=keras.initializers.Constant(values),
             trainable=False,
-            name="channel_mask",
+            name=name,
             dtype="float32",
         )
 
     def _make_term_switches(self):
         """Creates `term_switches` (one per objective) and `head_weights` (one per head)."""
-        switches = [1.0 if o.is_on_at(0) else 0.0 for o in self.objectives] or [0.0]
-        self.term_switches = self.add_weight(
-            shape=(len(switches),),
-            initializer=keras.initializers.Constant(np.asarray(switches, "float32")),
-            trainable=False,
-            name="term_switches",
-            dtype="float32",
-        )
-        self.head_weights = self.add_weight(
-            shape=(self.encoder.heads,),
-            initializer=keras.initializers.Constant(self._head_weight_values()),
-            trainable=False,
-            name="head_weights",
-            dtype="float32",
-        )
+        self.term_switches = self._constant_weight("term_switches", self._switch_values())
+        self.head_weights = self._constant_weight("head_weights", self._head_weight_values())
+
+    def _switch_values(self):
+        """1 for each objective that is on, 0 for each that is off (one 0 without any)."""
+        return np.asarray([1.0 if o.active else 0.0 for o in self.objectives] or [0.0], "float32")
 
     def _head_weight_values(self):
         heads = self.encoder.heads
@@ -141,10 +136,7 @@ class ChannelMask:
             changed = True
         for objective in self.objectives:
             objective.active = objective.is_on_at(epoch)
-        if self.objectives:
-            self.term_switches.assign(
-                np.asarray([1.0 if o.active else 0.0 for o in self.objectives], "float32")
-            )
+        self.term_switches.assign(self._switch_values())
         self.head_weights.assign(self._head_weight_values())
         changed = changed or self._views_read() != views_before
         if changed and getattr(self, "train_function", None) is not None:

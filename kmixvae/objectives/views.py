@@ -174,12 +174,9 @@ class ViewAugmentation:
 
     def _rectangles(self, n, h, w, seed):
         """`(n, h, w, 1)` masks, 1 inside one random axis-aligned rectangle per image."""
-        sides = keras.random.uniform((n, 2), 0.0, self.erase, seed=seed) * ops.convert_to_tensor(
-            [[h, w]], "float32"
-        )
-        centres = keras.random.uniform((n, 2), 0.0, 1.0, seed=seed) * ops.convert_to_tensor(
-            [[h, w]], "float32"
-        )
+        size = ops.convert_to_tensor([[h, w]], "float32")
+        sides = keras.random.uniform((n, 2), 0.0, self.erase, seed=seed) * size
+        centres = keras.random.uniform((n, 2), 0.0, 1.0, seed=seed) * size
         rows = ops.arange(h, dtype="float32")[None, :] + 0.5
         cols = ops.arange(w, dtype="float32")[None, :] + 0.5
         in_rows = ops.abs(rows - centres[:, :1]) < sides[:, :1] / 2.0

@@ -50,9 +50,10 @@ def make_optimizer(config: Config, steps_per_epoch: int):
 def prepare_optimizer(model) -> None:
     """Builds `model.optimizer`'s variables and gives a phased schedule its phase variable.
 
-    Every path that gives a model its optimizer calls it (a new run, a
-    resumed one, a loaded checkpoint: `MixtureVAE.compile_from_config`), so
-    the optimizer's variables are the same list, in the same order, in each.
+    A new run and a resumed one call it; a loaded checkpoint gets the same
+    phase variable from `MixtureVAE.compile_from_config`
+    (`attach_phase_variable`, after Keras builds the optimizer), so the
+    optimizer's variables are the same list, in the same order, in each.
     """
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
