@@ -14,6 +14,18 @@ class _InferenceCache:
         self.models = {}
 
 
+class _AugmentedViews(keras.layers.Layer):
+    """Draws one augmented view of each image; its `SeedGenerator` is compiled state."""
+
+    def __init__(self, augmentation, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.augmentation = augmentation
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x):
+        return self.augmentation(x, self.generator)
+
+
 class MixtureInference:
     """`encode`, `decode`, `reconstruct`, `sample`, ... of a `MixtureVAE`, on numpy arrays.
 
@@ -65,7 +77,11 @@ class MixtureInference:
 
     def _run(self, name, arrays, batch_size):
         """Runs a compiled inference model over arrays in padded batches; returns numpy outputs."""
-        model = self._inference_model(name)
+        return self._run_model(self._inference_model(name), arrays, batch_size)
+
+    @staticmethod
+    def _run_model(model, arrays, batch_size):
+        """Runs `model.predict_on_batch` over arrays in batches padded to one shape."""
         n = len(arrays[0])
         outs = None
         for start in range(0, n, batch_size):
@@ -105,6 +121,31 @@ class MixtureInference:
         Locked channels are never chosen; head 0 is the one `encode` reads.
         """
         (logits,) = self._run("heads", [np.asarray(x, dtype="float32")], batch_size)
+        return self._head_argmax(logits)
+
+    def augmented_head_channels(self, x, seed: int, batch_size: int = 512):
+        """argmax q(c|x) of every candidate head on images and on an augmented view of each.
+
+        The views are drawn by the model's `augmentation` from a fresh
+        `keras.random.SeedGenerator(seed)`, inside one compiled function with
+        the heads (one compile for all the batches: on JAX the augmentation
+        run op by op compiled each op on first use, ~1-3 s a run). The
+        batches are padded to `batch_size` images, so a last partial batch
+        draws its views at that size.
+
+        Returns:
+            `(plain, moved)`: int64 `(heads, N)` each, the channels of the
+            images and of their views.
+        """
+        x_in = keras.Input(self.decoder.image_shape, name="x")
+        views = _AugmentedViews(self.augmentation, seed)(x_in)
+        outputs = [self.encoder.head_logits(self.encoder.features(t)) for t in (x_in, views)]
+        model = keras.Model(x_in, outputs)
+        plain, moved = self._run_model(model, [np.asarray(x, dtype="float32")], batch_size)
+        return self._head_argmax(plain), self._head_argmax(moved)
+
+    def _head_argmax(self, logits) -> np.ndarray:
+        """`(N, heads, K)` logits -> int64 `(heads, N)` channels; locked channels never win."""
         mask = np.asarray(ops.convert_to_numpy(self.channel_mask)) > 0.5
         logits = np.where(mask[None, None], logits, -np.inf)
         return np.moveaxis(logits.argmax(axis=-1), 1, 0).astype("int64")

@@ -74,15 +74,7 @@ def augmentation_stability(model, images, seed: int = 0, sample: int = SELECTION
     best = int(stability.argmax())
     ```
     """
-    x = _sample(images, seed, sample)
-    generator = keras.random.SeedGenerator(seed)
-    augmented = np.concatenate(
-        [
-            keras.ops.convert_to_numpy(model.augmentation(x[i : i + 512], generator))
-            for i in range(0, len(x), 512)
-        ]
-    )
-    plain, moved = model.head_channels(x), model.head_channels(augmented)
+    plain, moved = model.augmented_head_channels(_sample(images, seed, sample), seed)
     return (plain == moved).mean(axis=1), plain
 
 

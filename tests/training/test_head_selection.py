@@ -56,6 +56,10 @@ class _TwoHeads:
         place = (centre_x + centre_y > x.shape[1] - 1).astype("int64")
         return np.stack([place, kind])
 
+    def augmented_head_channels(self, x, seed):
+        views = keras.ops.convert_to_numpy(self.augmentation(x, keras.random.SeedGenerator(seed)))
+        return self.head_channels(x), self.head_channels(views)
+
 
 def test_the_rule_prefers_the_head_that_cuts_by_what_augmentation_keeps():
     x, kind = _bars()
@@ -72,6 +76,25 @@ def test_the_rule_scores_a_fixed_sample_of_a_large_set():
     assert channels.shape == (2, 16)
     again, same = augmentation_stability(_TwoHeads(), x, seed=0, sample=16)
     assert np.array_equal(channels, same) and np.array_equal(stability, again)
+
+
+def test_the_views_are_drawn_in_the_compiled_pass_as_the_augmentation_draws_them():
+    # The compiled pass (augmentation and heads in one function) must score
+    # the views the eager augmentation draws from the same seed, batch by batch.
+    model = _heads_model(3, 2)
+    x, _ = _bars(n=32)
+    plain, moved = model.augmented_head_channels(x, seed=7, batch_size=16)
+    generator = keras.random.SeedGenerator(7)
+    views = np.concatenate(
+        [keras.ops.convert_to_numpy(model.augmentation(x[i : i + 16], generator)) for i in (0, 16)]
+    )
+    assert not np.allclose(views, x)
+    assert np.array_equal(plain, model.head_channels(x))
+    eager = model.head_channels(views)
+    assert plain.shape == moved.shape == (3, 32)
+    assert (moved == eager).mean() >= 0.97, (moved == eager).mean()
+    # The same seed, the same views.
+    assert model.augmented_head_channels(x, seed=7, batch_size=16)[1].tolist() == moved.tolist()
 
 
 def test_matching_order_renumbers_a_permuted_partition():
