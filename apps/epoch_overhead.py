@@ -111,6 +111,7 @@ def main(argv=None) -> int:
     from kmixvae import cli
     from kmixvae.training.epoch_timing import EpochTiming
     from kmixvae.training.fit import fit_run
+    from kmixvae.utils.compile_cache import use_compile_cache
 
     overrides = [
         "data.train_split=test[:80%]",
@@ -127,6 +128,7 @@ def main(argv=None) -> int:
 
     try:
         config = cli._load(args.config, overrides, args.data_dir)
+        use_compile_cache()  # as `kmixvae fit` does (JAX; KMIXVAE_COMPILE_CACHE=off: none)
     except KmixvaeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

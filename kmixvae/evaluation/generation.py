@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import time
 import warnings
@@ -42,7 +41,7 @@ from sklearn.neural_network import MLPClassifier
 
 from kmixvae.data.sampling import SAMPLE_CAP, fixed_sample
 from kmixvae.evaluation.metrics import cluster_label_matching
-from kmixvae.utils.files import atomic_write
+from kmixvae.utils.files import atomic_write, cache_root
 
 JUDGE_VERSION = 1
 JUDGE_DEFAULTS = {
@@ -69,9 +68,7 @@ def _as_flat_floats(images) -> np.ndarray:
 
 def default_judge_cache_dir() -> Path:
     """`$KMIXVAE_CACHE_DIR/judges`, else `~/.cache/kmixvae/judges`."""
-    root = os.environ.get("KMIXVAE_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "kmixvae"
-    return base / "judges"
+    return cache_root() / "judges"
 
 
 @dataclass

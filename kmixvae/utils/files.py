@@ -20,6 +20,12 @@ def _umask() -> int:
     return mask
 
 
+def cache_root() -> Path:
+    """kmixvae's cache folder: `$KMIXVAE_CACHE_DIR`, else `~/.cache/kmixvae`."""
+    root = os.environ.get("KMIXVAE_CACHE_DIR", "").strip()
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "kmixvae"
+
+
 def write_error(path: str | Path, error: OSError) -> WriteError:
     """A one-line `WriteError` naming `path` and what the operating system said.
 
