@@ -279,14 +279,24 @@ def make_neighbor_dataset(
 
     one_pass = _batched_passes(draw, n, batch_size, drop_remainder, arrays=2)
 
-    def pair(idx, pick):
+    def images(idx, pick):
+        return tf.cast(tf.gather(table, idx), tf.float32) * scale, idx, pick
+
+    def pair(x, idx, pick):
         j = tf.gather_nd(nbr, tf.stack([idx, pick], axis=1))
-        x = tf.cast(tf.gather(table, idx), tf.float32) * scale
         x_nbr = tf.cast(tf.gather(table, j), tf.float32) * scale
         return {"x": x, "neighbor": x_nbr}
 
     batches = _take_shard(_pass_sequence(one_pass, start, per_pass, repeat), shard)
-    return batches.map(pair).prefetch(tf.data.AUTOTUNE)
+    # The images are read ahead; the table is read when a batch is taken (after
+    # the prefetch), so a refresh pairs exactly the batches taken after it,
+    # however far the pipeline had read ahead.
+    # tf.data would otherwise add a prefetch (or run the map in parallel) after it.
+    options = tf.data.Options()
+    options.experimental_optimization.inject_prefetch = False
+    options.experimental_optimization.map_parallelization = False
+    read_ahead = batches.map(images, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return read_ahead.map(pair).with_options(options)
 
 
 def neighbor_table(neighbors: np.ndarray, pipeline: str = "auto"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import keras
 import numpy as np
 import pytest
@@ -56,6 +58,28 @@ def test_neighbour_dataset_follows_its_variable():
     table.assign(((np.arange(n) + 5) % n)[:, None])
     i, j = pairs()
     np.testing.assert_array_equal(j, (i + 5) % n)
+
+
+def test_a_refresh_pairs_every_batch_taken_after_it_however_far_the_pipeline_read_ahead():
+    # One endless iterator, as `fit` reads it: the batches it has prefetched
+    # when the table changes must not keep the old pairs.
+    n = 64
+    x = np.repeat(np.arange(n, dtype="uint8"), 28 * 28).reshape(n, 28, 28, 1)
+    table = tf.Variable(((np.arange(n) + 1) % n)[:, None], dtype=tf.int64)
+    batches = iter(make_neighbor_dataset(x, table, 4, seed=0, repeat=True))
+
+    def take():
+        batch = next(batches)
+        i = np.rint(batch["x"].numpy()[:, 0, 0, 0] * 255).astype(int)
+        return i, np.rint(batch["neighbor"].numpy()[:, 0, 0, 0] * 255).astype(int)
+
+    i, j = take()
+    np.testing.assert_array_equal(j, (i + 1) % n)
+    time.sleep(0.5)  # the prefetch fills its buffer meanwhile
+    table.assign(((np.arange(n) + 5) % n)[:, None])
+    for _ in range(20):
+        i, j = take()
+        np.testing.assert_array_equal(j, (i + 5) % n)
 
 
 def _model():
