@@ -119,6 +119,14 @@ class TrainingConfig:
         "monitor) runs every this many epochs and at the last; the held-out clustering "
         "(val_cluster_acc) runs every epoch",
     )
+    steps_per_execution: int = option(
+        1,
+        lo=1,
+        doc="training steps run by one compiled call (Keras' steps_per_execution): fewer "
+        "returns to Python between steps, which an accelerator's short steps wait on; it must "
+        "divide the steps of an epoch, and the per-batch callbacks (the NaN check, Ctrl-C) "
+        "then act after every call",
+    )
     validation_images: Optional[int] = option(
         10_000,
         lo=1,

@@ -27,7 +27,7 @@ from kmixvae.config_files import save_config
 from kmixvae.data import load_datasets
 from kmixvae.data.neighbors import SPACE_NAMES, input_neighbors, mutual_neighbors
 from kmixvae.data.pipeline import neighbor_dataset, neighbor_table, resolve_pipeline
-from kmixvae.errors import TrainingError
+from kmixvae.errors import ConfigError, TrainingError
 from kmixvae.evaluation.generation import end_of_run_generation
 from kmixvae.models.factory import build_model
 from kmixvae.runs import interrupts
@@ -151,6 +151,7 @@ def fit_run(
     dist.check_split_batches(
         "data.val_split", _validated_images(config, data), config.data.batch_size
     )
+    _check_steps_per_execution(config, data)
     path, state = _open_run_folder(config, run_dir, resume, log)
     try:
         model = _build_or_restore_model(config, data, dist, path, state)
@@ -193,6 +194,17 @@ def _open_run_folder(config, run_dir, resume, log):
         release_run_dir(path, remove_folder=run_dir is None)
         raise
     return path, None
+
+
+def _check_steps_per_execution(config, data) -> None:
+    """An epoch must be whole calls: Keras would run the last call past its end."""
+    per_call, steps = config.training.steps_per_execution, _steps_per_epoch(config, data)
+    if steps % per_call:
+        divisors = [d for d in range(1, min(steps, 64) + 1) if steps % d == 0]
+        raise ConfigError(
+            f"training.steps_per_execution: {per_call} does not divide the {steps} steps of an "
+            f"epoch; use one of {', '.join(map(str, divisors))} or set training.steps_per_epoch"
+        )
 
 
 def _steps_per_epoch(config, data) -> int:
@@ -251,7 +263,10 @@ def _build_or_restore_model(config, data, dist, path, state):
             resume_lib.rebuild_optimizer(model, config, steps)
             return model
         model = build_model(config, data.image_shape)
-        model.compile(optimizer=make_optimizer(config, steps))
+        model.compile(
+            optimizer=make_optimizer(config, steps),
+            steps_per_execution=config.training.steps_per_execution,
+        )
         prepare_optimizer(model)
         return model
 

@@ -189,7 +189,10 @@ def rebuild_optimizer(model, config: Config, steps_per_epoch: int) -> None:
 
     old = model.optimizer
     old_values = {_variable_key(v): v for v in old.variables}
-    model.compile(optimizer=make_optimizer(config, steps_per_epoch))
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        steps_per_execution=config.training.steps_per_execution,
+    )
     new = model.optimizer
     prepare_optimizer(model)
     for variable in new.variables:
