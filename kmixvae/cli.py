@@ -134,7 +134,8 @@ def main(ctx):
     Choose the backend with KERAS_BACKEND=tensorflow|jax. Every MODEL_PATH is a
     .keras file, a run folder or a preset name (`kmixvae presets` lists them).
     On JAX, compiled programs are kept for the next run in
-    $KMIXVAE_CACHE_DIR/jax, default ~/.cache/kmixvae/jax (KMIXVAE_COMPILE_CACHE=off: not).
+    $KMIXVAE_CACHE_DIR/jax (default ~/.cache/kmixvae/jax); KMIXVAE_COMPILE_CACHE=off
+    turns that off.
     """
     from kmixvae.utils.compile_cache import use_compile_cache
 

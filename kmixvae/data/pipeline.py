@@ -288,10 +288,10 @@ def make_neighbor_dataset(
         return {"x": x, "neighbor": x_nbr}
 
     batches = _take_shard(_pass_sequence(one_pass, start, per_pass, repeat), shard)
-    # The images are read ahead; the table is read when a batch is taken (after
-    # the prefetch), so a refresh pairs exactly the batches taken after it,
-    # however far the pipeline had read ahead.
-    # tf.data would otherwise add a prefetch (or run the map in parallel) after it.
+    # The images are read ahead; the table is read when a batch is taken (the
+    # pairing map comes after the prefetch, and tf.data may neither add a
+    # prefetch after it nor run it in parallel), so a refresh pairs exactly
+    # the batches taken after it, however far the pipeline had read ahead.
     options = tf.data.Options()
     options.experimental_optimization.inject_prefetch = False
     options.experimental_optimization.map_parallelization = False

@@ -2,8 +2,8 @@
 
 Every JAX run compiles its training step, its test step and the small
 inference functions (about 10 s on two CPU cores for `configs/film_het.json`,
-a tenth of the run), and the next run of the same config compiled the same
-programs again. JAX can keep them on disk (`jax_compilation_cache_dir`);
+a tenth of the run), and the next run of the same config would compile the
+same programs again. JAX can keep them on disk (`jax_compilation_cache_dir`);
 the key is the program with the compiler's version and flags, so a changed
 model or another jaxlib compiles anew. `kmixvae`'s CLI turns it on for every
 command on the JAX backend; TensorFlow has no such cache (its `tf.function`
