@@ -25,20 +25,25 @@ print(folder)
 """
 
 
-def _compile_one(cache_dir, switch=None):
+def _run_jax(cache_dir, *args, switch=None):
+    """`python -c ARGS` in a fresh JAX process with kmixvae's cache under `cache_dir`."""
     env = {**os.environ, "KMIXVAE_CACHE_DIR": str(cache_dir), "KERAS_BACKEND": "jax"}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     env.pop("KMIXVAE_COMPILE_CACHE", None)
     if switch is not None:
         env["KMIXVAE_COMPILE_CACHE"] = switch
-    proc = subprocess.run(
-        [sys.executable, "-c", COMPILE_ONE],
+    return subprocess.run(
+        [sys.executable, "-c", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def _compile_one(cache_dir, switch=None):
+    proc = _run_jax(cache_dir, COMPILE_ONE, switch=switch)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout.strip().splitlines()[-1]
 
@@ -74,17 +79,7 @@ def test_a_bad_switch_is_one_error_line(monkeypatch):
 def test_a_cache_folder_that_cannot_be_made_is_one_error_line(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    env = {**os.environ, "KMIXVAE_CACHE_DIR": str(blocker), "KERAS_BACKEND": "jax"}
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    env.pop("KMIXVAE_COMPILE_CACHE", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", "from kmixvae.cli import main; main()", "presets"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _run_jax(blocker, "from kmixvae.cli import main; main()", "presets")
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, (proc.returncode, lines)
     assert lines[0].startswith("error: KMIXVAE_CACHE_DIR") and "a_file" in lines[0], lines
