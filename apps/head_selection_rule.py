@@ -80,6 +80,8 @@ class HeadsModel(keras.Model):
         dense=256,
         flip=0.0,
         erase=0.0,
+        brightness=0.0,
+        gamma=0.0,
     ):
         super().__init__()
         self.consistency = float(consistency)
@@ -92,7 +94,16 @@ class HeadsModel(keras.Model):
             batch_norm_momentum=0.9,
             heads=heads,
         )
-        self.aug = ViewAugmentation(10.0, 0.08, shear=shear, scale=scale, flip=flip, erase=erase)
+        self.aug = ViewAugmentation(
+            10.0,
+            0.08,
+            shear=shear,
+            scale=scale,
+            brightness=brightness,
+            gamma=gamma,
+            flip=flip,
+            erase=erase,
+        )
         self.gen = keras.random.SeedGenerator(seed + 1)
 
     def probs(self, x, training=False):
@@ -177,10 +188,14 @@ def run_seed(
     dense=256,
     flip=0.0,
     erase=0.0,
+    brightness=0.0,
+    gamma=0.0,
 ):
     keras.utils.set_random_seed(seed)
     neighbours = mutual_neighbors(pixel_neighbors(x_train, k))
-    model = HeadsModel(heads, seed, shear, scale, consistency, filters, dense, flip, erase)
+    model = HeadsModel(
+        heads, seed, shear, scale, consistency, filters, dense, flip, erase, brightness, gamma
+    )
     model(np.zeros((2,) + x_train.shape[1:3] + (2,), "float32"))
     steps = len(x_train) // batch
     lr = keras.optimizers.schedules.CosineDecay(3e-3, epochs * steps, alpha=1e-4 / 3e-3)
@@ -246,6 +261,10 @@ def main(argv=None):
     parser.add_argument("--dense", type=int, default=256, help="model.encoder.dense_units")
     parser.add_argument("--flip", type=float, default=0.0, help="loss.augment.flip of the views")
     parser.add_argument("--erase", type=float, default=0.0, help="loss.augment.erase of the views")
+    parser.add_argument(
+        "--brightness", type=float, default=0.0, help="loss.augment.brightness of the views"
+    )
+    parser.add_argument("--gamma", type=float, default=0.0, help="loss.augment.gamma of the views")
     parser.add_argument("--out", default=None, help="Markdown report (default: print only)")
     args = parser.parse_args(argv)
     folder = Path(args.data_dir)
@@ -294,6 +313,8 @@ def main(argv=None):
             dense=args.dense,
             flip=args.flip,
             erase=args.erase,
+            brightness=args.brightness,
+            gamma=args.gamma,
         )
         votes.append(vote)
         means.append(accuracy.mean())

@@ -55,3 +55,19 @@ def test_size_entropy_is_highest_for_equal_channels():
     np.testing.assert_allclose(app._size_entropy(equal), np.log(10))
     assert app._size_entropy(np.zeros(50, "int64")) == 0.0
     assert 0.0 < app._size_entropy(merged) < app._size_entropy(equal)
+
+
+def test_the_screen_draws_its_views_with_every_option_it_is_given():
+    app = load_app("head_selection_rule")
+    model = app.HeadsModel(
+        2, 0, shear=0.3, scale=0.2, flip=0.5, erase=0.4, brightness=0.3, gamma=0.5
+    )
+    views = model.aug.get_config()
+    assert {k: views[k] for k in ("shear", "scale", "flip", "erase", "brightness", "gamma")} == {
+        "shear": 0.3,
+        "scale": 0.2,
+        "flip": 0.5,
+        "erase": 0.4,
+        "brightness": 0.3,
+        "gamma": 0.5,
+    }
