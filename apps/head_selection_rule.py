@@ -190,6 +190,8 @@ def run_seed(
     erase=0.0,
     brightness=0.0,
     gamma=0.0,
+    init_dir=None,
+    init_mode=None,
 ):
     keras.utils.set_random_seed(seed)
     neighbours = mutual_neighbors(pixel_neighbors(x_train, k))
@@ -197,6 +199,13 @@ def run_seed(
         heads, seed, shear, scale, consistency, filters, dense, flip, erase, brightness, gamma
     )
     model(np.zeros((2,) + x_train.shape[1:3] + (2,), "float32"))
+    if init_mode is not None:  # the initial weights shared between runs (e.g. two backends)
+        path = Path(init_dir) / f"initial_seed{seed}.weights.h5"
+        if init_mode == "save":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            model.save_weights(path)
+        else:
+            model.load_weights(path)
     steps = len(x_train) // batch
     lr = keras.optimizers.schedules.CosineDecay(3e-3, epochs * steps, alpha=1e-4 / 3e-3)
     model.compile(optimizer=keras.optimizers.Adam(lr))
@@ -265,6 +274,15 @@ def main(argv=None):
         "--brightness", type=float, default=0.0, help="loss.augment.brightness of the views"
     )
     parser.add_argument("--gamma", type=float, default=0.0, help="loss.augment.gamma of the views")
+    init = parser.add_mutually_exclusive_group()
+    init.add_argument(
+        "--save-init", default=None, help="folder: write each seed's initial weights there"
+    )
+    init.add_argument(
+        "--load-init",
+        default=None,
+        help="folder: start each seed from the initial weights written there (--save-init)",
+    )
     parser.add_argument("--out", default=None, help="Markdown report (default: print only)")
     args = parser.parse_args(argv)
     folder = Path(args.data_dir)
@@ -315,6 +333,8 @@ def main(argv=None):
             erase=args.erase,
             brightness=args.brightness,
             gamma=args.gamma,
+            init_dir=args.save_init or args.load_init,
+            init_mode="save" if args.save_init else ("load" if args.load_init else None),
         )
         votes.append(vote)
         means.append(accuracy.mean())

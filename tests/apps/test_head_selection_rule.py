@@ -71,3 +71,27 @@ def test_the_screen_draws_its_views_with_every_option_it_is_given():
         "brightness": 0.3,
         "gamma": 0.5,
     }
+
+
+def test_a_seed_can_start_from_initial_weights_another_run_wrote(tmp_path):
+    import shutil
+
+    app = load_app("head_selection_rule")
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 28, 28, 1)).astype("float32")
+    y = np.arange(32) % 10
+
+    def heads(seed, **init):
+        accuracy, _, _, _ = app.run_seed(x, x[:32], y, 2, seed, epochs=1, batch=32, **init)
+        return accuracy
+
+    saved = tmp_path / "saved"
+    first = heads(0, init_dir=saved, init_mode="save")
+    assert (saved / "initial_seed0.weights.h5").exists()
+    np.testing.assert_array_equal(heads(0, init_dir=saved, init_mode="load"), first)
+    # Seed 1 from seed 0's weights is another run than seed 1 from its own.
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    shutil.copy(saved / "initial_seed0.weights.h5", swapped / "initial_seed1.weights.h5")
+    own, other = heads(1), heads(1, init_dir=swapped, init_mode="load")
+    assert not np.array_equal(own, other)
