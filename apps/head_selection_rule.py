@@ -172,6 +172,19 @@ def consensus(assignments, names, k=K):
     return votes.argmax(1)
 
 
+def redraw_trunk(model, initializer: str, seed: int) -> None:
+    """Draws the trunk's kernels (convolutions and dense) again with a Keras initializer.
+
+    Args:
+        model: a built `HeadsModel`.
+        initializer: a Keras initializer's class name, e.g. `"Orthogonal"`.
+        seed: the initializer's seed (each layer draws its own shape).
+    """
+    for layer in [*model.enc.convs, model.enc.dense]:
+        draw = keras.initializers.get({"class_name": initializer, "config": {"seed": seed}})
+        layer.kernel.assign(draw(layer.kernel.shape))
+
+
 def run_seed(
     x_train,
     x_val,
@@ -192,6 +205,8 @@ def run_seed(
     gamma=0.0,
     init_dir=None,
     init_mode=None,
+    learning_rate=3e-3,
+    initializer=None,
 ):
     keras.utils.set_random_seed(seed)
     neighbours = mutual_neighbors(pixel_neighbors(x_train, k))
@@ -199,6 +214,8 @@ def run_seed(
         heads, seed, shear, scale, consistency, filters, dense, flip, erase, brightness, gamma
     )
     model(np.zeros((2,) + x_train.shape[1:3] + (2,), "float32"))
+    if initializer is not None:
+        redraw_trunk(model, initializer, seed)
     if init_mode is not None:  # the initial weights shared between runs (e.g. two backends)
         path = Path(init_dir) / f"initial_seed{seed}.weights.h5"
         if init_mode == "save":
@@ -207,7 +224,9 @@ def run_seed(
         else:
             model.load_weights(path)
     steps = len(x_train) // batch
-    lr = keras.optimizers.schedules.CosineDecay(3e-3, epochs * steps, alpha=1e-4 / 3e-3)
+    lr = keras.optimizers.schedules.CosineDecay(
+        learning_rate, epochs * steps, alpha=1e-4 / learning_rate
+    )
     model.compile(optimizer=keras.optimizers.Adam(lr))
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -274,6 +293,14 @@ def main(argv=None):
         "--brightness", type=float, default=0.0, help="loss.augment.brightness of the views"
     )
     parser.add_argument("--gamma", type=float, default=0.0, help="loss.augment.gamma of the views")
+    parser.add_argument(
+        "--lr", type=float, default=3e-3, help="training.learning_rate (cosine to 1e-4)"
+    )
+    parser.add_argument(
+        "--initializer",
+        default=None,
+        help="a Keras initializer for the trunk's kernels (default: Keras' own, glorot_uniform)",
+    )
     init = parser.add_mutually_exclusive_group()
     init.add_argument(
         "--save-init", default=None, help="folder: write each seed's initial weights there"
@@ -333,6 +360,8 @@ def main(argv=None):
             erase=args.erase,
             brightness=args.brightness,
             gamma=args.gamma,
+            learning_rate=args.lr,
+            initializer=args.initializer,
             init_dir=args.save_init or args.load_init,
             init_mode="save" if args.save_init else ("load" if args.load_init else None),
         )

@@ -95,3 +95,16 @@ def test_a_seed_can_start_from_initial_weights_another_run_wrote(tmp_path):
     shutil.copy(saved / "initial_seed0.weights.h5", swapped / "initial_seed1.weights.h5")
     own, other = heads(1), heads(1, init_dir=swapped, init_mode="load")
     assert not np.array_equal(own, other)
+
+
+def test_the_trunk_can_be_drawn_again_by_another_initializer():
+    from keras import ops
+
+    app = load_app("head_selection_rule")
+    model = app.HeadsModel(2, 0)
+    model(np.zeros((2, 28, 28, 2), "float32"))
+    before = ops.convert_to_numpy(model.enc.convs[1].kernel).copy()
+    app.redraw_trunk(model, "Orthogonal", 0)
+    kernel = ops.convert_to_numpy(model.enc.convs[1].kernel).reshape(-1, 64)  # (3*3*32, 64)
+    np.testing.assert_allclose(kernel.T @ kernel, np.eye(64), atol=1e-4)
+    assert not np.allclose(before.reshape(-1, 64).T @ before.reshape(-1, 64), np.eye(64), atol=1e-2)
