@@ -101,17 +101,19 @@ def main(argv=None) -> int:
     parser.add_argument("--figure", default=None, help="PNG of the mixed channels' images")
     args = parser.parse_args(argv)
     import kmixvae
+    from kmixvae.errors import KmixvaeError
     from kmixvae.runs.model_files import load_model_file
 
     folder = Path(args.data_dir)
     name = "train" if (folder / "train-images-idx3-ubyte.gz").exists() else "t10k"
-    x = as_float_images(read_idx(folder / f"{name}-images-idx3-ubyte.gz")[: args.images])
-    y = read_idx(folder / f"{name}-labels-idx1-ubyte.gz")[: args.images].astype("int64")
-    model = (
-        load_model_file(args.model)
-        if args.model.endswith(".keras")
-        else kmixvae.load_preset(args.model)
-    )
+    try:
+        load = load_model_file if args.model.endswith(".keras") else kmixvae.load_preset
+        model = load(args.model)
+        x = as_float_images(read_idx(folder / f"{name}-images-idx3-ubyte.gz")[: args.images])
+        y = read_idx(folder / f"{name}-labels-idx1-ubyte.gz")[: args.images].astype("int64")
+    except KmixvaeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     channels = model.encode(x)["channel"]
     rows = channel_members(channels, y, x)
     print("| channel | images | labels (count) | mean grey level | the same labels elsewhere |")

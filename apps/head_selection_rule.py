@@ -312,6 +312,18 @@ def main(argv=None):
     )
     parser.add_argument("--out", default=None, help="Markdown report (default: print only)")
     args = parser.parse_args(argv)
+    if args.initializer is not None:
+        try:
+            keras.initializers.get(args.initializer)
+        except ValueError:
+            parser.exit(
+                2, f"error: --initializer {args.initializer!r} is not a Keras initializer\n"
+            )
+    if args.load_init is not None:
+        wanted = [Path(args.load_init) / f"initial_seed{s}.weights.h5" for s in args.seeds]
+        missing = [str(p) for p in wanted if not p.exists()]
+        if missing:
+            parser.exit(2, f"error: --load-init: no {missing[0]} (write it with --save-init)\n")
     folder = Path(args.data_dir)
     if (folder / "train-images-idx3-ubyte.gz").exists():  # a training set: the small protocol
         x = as_float_images(read_idx(folder / "train-images-idx3-ubyte.gz")[:52000])

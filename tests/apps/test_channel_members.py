@@ -21,3 +21,12 @@ def test_a_channel_that_holds_the_dark_images_of_two_labels_shows_it():
     # A label under the share threshold is left out of a channel's list.
     channels[40] = 1  # one label-1 image among 20 of label 0
     assert app.channel_members(channels, labels, images, min_share=0.1)[1]["labels"] == {0: 20}
+
+
+def test_an_unknown_model_is_one_error_line(tmp_path, capsys):
+    app = load_app("channel_members")
+    data = tmp_path / "data"
+    data.mkdir()
+    assert app.main(["no_such_preset", "--data-dir", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1

@@ -108,3 +108,18 @@ def test_the_trunk_can_be_drawn_again_by_another_initializer():
     kernel = ops.convert_to_numpy(model.enc.convs[1].kernel).reshape(-1, 64)  # (3*3*32, 64)
     np.testing.assert_allclose(kernel.T @ kernel, np.eye(64), atol=1e-4)
     assert not np.allclose(before.reshape(-1, 64).T @ before.reshape(-1, 64), np.eye(64), atol=1e-2)
+
+
+def test_a_bad_initializer_or_missing_initial_weights_is_one_error_line(tmp_path, capsys):
+    import pytest
+
+    app = load_app("head_selection_rule")
+    for argv, words in (
+        (["--initializer", "NoSuchInit"], "is not a Keras initializer"),
+        (["--load-init", str(tmp_path), "--seeds", "3"], "initial_seed3.weights.h5"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            app.main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.startswith("error:") and words in err
+        assert err.count("\n") == 1
