@@ -29,6 +29,7 @@ import numpy as np
 
 from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
 from kmixvae.data.sources import read_idx
+from kmixvae.errors import DataError
 from kmixvae.objectives.views import ViewAugmentation
 from kmixvae.utils.images import as_float_images
 
@@ -100,7 +101,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     folder = Path(args.data_dir)
     name = "train" if (folder / "train-images-idx3-ubyte.gz").exists() else "t10k"
-    x = as_float_images(read_idx(folder / f"{name}-images-idx3-ubyte.gz")[: args.images])
+    try:
+        x = as_float_images(read_idx(folder / f"{name}-images-idx3-ubyte.gz")[: args.images])
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if keras.backend.backend() != "tensorflow" and not (out / "initial.weights.h5").exists():

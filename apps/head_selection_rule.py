@@ -56,6 +56,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
 from kmixvae.data.sources import read_idx
+from kmixvae.errors import DataError
 from kmixvae.evaluation.metrics import clustering_accuracy
 from kmixvae.models.encoder import Encoder
 from kmixvae.objectives.neighbor_agreement import agreement_loss
@@ -325,14 +326,17 @@ def main(argv=None):
         if missing:
             parser.exit(2, f"error: --load-init: no {missing[0]} (write it with --save-init)\n")
     folder = Path(args.data_dir)
-    if (folder / "train-images-idx3-ubyte.gz").exists():  # a training set: the small protocol
-        x = as_float_images(read_idx(folder / "train-images-idx3-ubyte.gz")[:52000])
-        y = read_idx(folder / "train-labels-idx1-ubyte.gz")[:52000].astype("int64")
-        x_train, x_val, y_val = x[:8000], x[50000:52000], y[50000:52000]
-    else:  # the 10k test set: test[:80%] -> test[80%:]
-        x = as_float_images(read_idx(folder / "t10k-images-idx3-ubyte.gz"))
-        y = read_idx(folder / "t10k-labels-idx1-ubyte.gz").astype("int64")
-        x_train, x_val, y_val = x[:8000], x[8000:], y[8000:]
+    try:
+        if (folder / "train-images-idx3-ubyte.gz").exists():  # a training set: the small protocol
+            x = as_float_images(read_idx(folder / "train-images-idx3-ubyte.gz")[:52000])
+            y = read_idx(folder / "train-labels-idx1-ubyte.gz")[:52000].astype("int64")
+            x_train, x_val, y_val = x[:8000], x[50000:52000], y[50000:52000]
+        else:  # the 10k test set: test[:80%] -> test[80%:]
+            x = as_float_images(read_idx(folder / "t10k-images-idx3-ubyte.gz"))
+            y = read_idx(folder / "t10k-labels-idx1-ubyte.gz").astype("int64")
+            x_train, x_val, y_val = x[:8000], x[8000:], y[8000:]
+    except DataError as e:
+        parser.exit(2, f"error: {e}\n")
     rules = (
         "stability",
         "stability_x4",

@@ -23,3 +23,30 @@ def test_a_run_from_written_weights_takes_the_same_steps_as_the_run_that_wrote_t
         x, tmp_path / "other.weights.h5", write=True, epochs=2, batch=32, seed=1
     )
     assert not np.allclose(other["weights"], first["weights"])
+
+
+def test_missing_images_or_a_first_run_off_tensorflow_is_one_error_line(tmp_path, capsys):
+    import keras
+
+    app = load_app("backend_paired_steps")
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    assert app.main(["--data-dir", str(empty), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1
+    if keras.backend.backend() != "tensorflow":  # no TensorFlow weights to start from yet
+        rng = np.random.default_rng(0)
+        data = tmp_path / "data"
+        data.mkdir()
+        _write_idx(data / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (40, 28, 28)))
+        assert app.main(["--data-dir", str(data), "--out", str(tmp_path / "fresh")]) == 2
+        assert "KERAS_BACKEND=tensorflow first" in capsys.readouterr().err
+
+
+def _write_idx(path, images):
+    import gzip
+    import struct
+
+    header = struct.pack(">IIII", 0x00000803, *images.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + images.astype("uint8").tobytes())

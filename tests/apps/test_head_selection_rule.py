@@ -117,6 +117,7 @@ def test_a_bad_initializer_or_missing_initial_weights_is_one_error_line(tmp_path
     for argv, words in (
         (["--initializer", "NoSuchInit"], "is not a Keras initializer"),
         (["--load-init", str(tmp_path), "--seeds", "3"], "initial_seed3.weights.h5"),
+        (["--data-dir", str(tmp_path / "nothing")], "t10k-images-idx3-ubyte.gz"),
     ):
         with pytest.raises(SystemExit) as stop:
             app.main(argv)
