@@ -19,7 +19,6 @@ initialisation, augmentation, shuffling), not the arithmetic.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -27,23 +26,18 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from kmixvae.config import DataConfig
 from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
-from kmixvae.data.sources import read_idx
+from kmixvae.data.sources import load_split
 from kmixvae.errors import DataError
 from kmixvae.objectives.views import ViewAugmentation
+from kmixvae.runs import detect_source
 from kmixvae.utils.images import as_float_images
 
-HERE = Path(__file__).resolve().parent
-
-
-def _screen():
-    """apps/head_selection_rule.py as a module (its `HeadsModel`)."""
-    spec = importlib.util.spec_from_file_location(
-        "head_selection_rule", HERE / "head_selection_rule.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+APPS_DIR = str(Path(__file__).resolve().parent)
+if APPS_DIR not in sys.path:  # loaded from a file, not run as a script: find the head screen
+    sys.path.append(APPS_DIR)
+from head_selection_rule import HeadsModel  # noqa: E402
 
 
 def paired_steps(
@@ -69,7 +63,7 @@ def paired_steps(
     rng = np.random.default_rng(seed)
     pick = neighbours[np.arange(len(x)), rng.integers(0, neighbours.shape[1], len(x))]
     pairs = np.concatenate([x, x[pick]], -1)
-    model = _screen().HeadsModel(10, seed, consistency=1.0)
+    model = HeadsModel(10, seed, consistency=1.0)
     model.aug = ViewAugmentation(0.0, 0.0)  # no random draws: a view is its image
     model(pairs[:2])
     if write:
@@ -95,17 +89,17 @@ def paired_steps(
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/fashion-mnist-train")
-    parser.add_argument("--images", type=int, default=2048, help="the first N training images")
+    parser.add_argument("--split", default="train[:2048]", help="the images of --data-dir")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", required=True, help="folder shared by the two runs")
     args = parser.parse_args(argv)
-    folder = Path(args.data_dir)
-    name = "train" if (folder / "train-images-idx3-ubyte.gz").exists() else "t10k"
     try:
-        x = as_float_images(read_idx(folder / f"{name}-images-idx3-ubyte.gz")[: args.images])
+        source = detect_source(Path(args.data_dir))
+        images, _ = load_split(DataConfig(source=source, dir=args.data_dir), args.split)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    x = as_float_images(images)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if keras.backend.backend() != "tensorflow" and not (out / "initial.weights.h5").exists():

@@ -8,7 +8,7 @@ mixes labels cuts them by brightness. With `--figure`, a grid of each
 mixed channel's images, one row per label it mixes.
 
     python apps/channel_members.py fashion_mnist_film_het \\
-        --data-dir ../shared/data/fashion-mnist-train --images 8000 --figure members.png
+        --data-dir ../shared/data/fashion-mnist-train --split 'train[:8000]' --figure members.png
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from kmixvae.data.sources import read_idx
 from kmixvae.utils.images import as_float_images
 
 
@@ -95,25 +94,29 @@ def _figure(rows, channels, labels, images, path, per_row=12):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a preset name or a .keras file")
+    parser.add_argument("model", help="a .keras file, a run folder or a preset name")
     parser.add_argument("--data-dir", default="../shared/data/fashion-mnist-train")
-    parser.add_argument("--images", type=int, default=8000, help="the first N images of the file")
+    parser.add_argument("--split", default="train[:8000]", help="a labelled split of --data-dir")
     parser.add_argument("--figure", default=None, help="PNG of the mixed channels' images")
     args = parser.parse_args(argv)
-    import kmixvae
+    from kmixvae.config import DataConfig
+    from kmixvae.data.sources import load_split
     from kmixvae.errors import KmixvaeError
+    from kmixvae.presets import resolve_model_path
+    from kmixvae.runs import detect_source
     from kmixvae.runs.model_files import load_model_file
 
-    folder = Path(args.data_dir)
-    name = "train" if (folder / "train-images-idx3-ubyte.gz").exists() else "t10k"
     try:
-        load = load_model_file if args.model.endswith(".keras") else kmixvae.load_preset
-        model = load(args.model)
-        x = as_float_images(read_idx(folder / f"{name}-images-idx3-ubyte.gz")[: args.images])
-        y = read_idx(folder / f"{name}-labels-idx1-ubyte.gz")[: args.images].astype("int64")
+        model = load_model_file(resolve_model_path(args.model))
+        source = detect_source(Path(args.data_dir))
+        images, y = load_split(DataConfig(source=source, dir=args.data_dir), args.split)
     except KmixvaeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if y is None:
+        print(f"error: --split {args.split!r} of {args.data_dir} has no labels", file=sys.stderr)
+        return 2
+    x, y = as_float_images(images), np.asarray(y, "int64")
     channels = model.encode(x)["channel"]
     rows = channel_members(channels, y, x)
     print("| channel | images | labels (count) | mean grey level | the same labels elsewhere |")

@@ -39,14 +39,16 @@ def test_missing_images_or_a_first_run_off_tensorflow_is_one_error_line(tmp_path
         data = tmp_path / "data"
         data.mkdir()
         _write_idx(data / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (40, 28, 28)))
-        assert app.main(["--data-dir", str(data), "--out", str(tmp_path / "fresh")]) == 2
+        _write_idx(data / "train-labels-idx1-ubyte.gz", np.arange(40) % 10, magic=0x00000801)
+        argv = ["--data-dir", str(data), "--split", "train", "--out", str(tmp_path / "fresh")]
+        assert app.main(argv) == 2
         assert "KERAS_BACKEND=tensorflow first" in capsys.readouterr().err
 
 
-def _write_idx(path, images):
+def _write_idx(path, array, magic=0x00000803):
     import gzip
     import struct
 
-    header = struct.pack(">IIII", 0x00000803, *images.shape)
+    header = struct.pack(f">I{array.ndim}I", magic, *array.shape)
     with gzip.open(path, "wb") as f:
-        f.write(header + images.astype("uint8").tobytes())
+        f.write(header + array.astype("uint8").tobytes())
