@@ -551,6 +551,10 @@ def run_worker(
     devices = device_names()
     gemm = gemm_gflops(settings.gemm_size, settings.gemm_repeats)
     log(f"[{backend}] devices {devices}; numpy float32 GEMM {gemm:.1f} GFLOP/s")
+    # `import kmixvae` (above) adds its XLA:CPU flag (kmixvae.utils.xla_cpu_flags).
+    xla_flags = os.environ.get("XLA_FLAGS", "") if backend == "jax" else None
+    if xla_flags:
+        log(f"[{backend}] XLA_FLAGS={xla_flags}")
     x_train = synthetic_images(max(4 * settings.batch_size, 1024), seed=0)
     x_infer = synthetic_images(settings.infer_images, seed=1)
     records = []
@@ -590,6 +594,7 @@ def run_worker(
                 "config_path": str(path),
                 "k_active": k,
                 "batch_size": settings.batch_size,
+                "xla_flags": xla_flags,
                 **stage,
                 "peak_rss_mb": peak_rss_mb(),
                 "peak_accelerator_mb": peak_accelerator_mb(),

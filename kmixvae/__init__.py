@@ -4,7 +4,12 @@
 lists them with a one-line description each.
 """
 
+from kmixvae.utils.xla_cpu_flags import prefer_eigen_convolutions
+
 __version__ = "0.1.0"
+
+# Before JAX starts its CPU client (kmixvae.utils.xla_cpu_flags says why and how to turn it off).
+prefer_eigen_convolutions()
 
 
 def load_preset(name: str):

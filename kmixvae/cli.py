@@ -135,10 +135,13 @@ def main(ctx):
     .keras file, a run folder or a preset name (`kmixvae presets` lists them).
     On JAX, compiled programs are kept for the next run in
     $KMIXVAE_CACHE_DIR/jax (default ~/.cache/kmixvae/jax); KMIXVAE_COMPILE_CACHE=off
-    turns that off.
+    turns that off. On a CPU, XLA runs the convolutions with its Eigen kernels
+    (faster here than YNNPACK's); KMIXVAE_XLA_CPU_CONVOLUTIONS=ynn keeps jaxlib's default.
     """
     from kmixvae.utils.compile_cache import use_compile_cache
+    from kmixvae.utils.xla_cpu_flags import convolution_switch
 
+    convolution_switch()
     use_compile_cache()
 
 

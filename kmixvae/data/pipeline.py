@@ -118,6 +118,24 @@ def _pass_sequence(one_pass, start_batch: int, per_pass: int, repeat: bool) -> t
     return batches.apply(tf.data.experimental.assert_cardinality(length))
 
 
+def _fixed_options() -> tf.data.Options:
+    """tf.data options without the autotuner.
+
+    The pipelines only gather rows of an in-memory table. tf.data's autotuner
+    (on by default) cost them whole epochs on a 2-core CPU: with it, the
+    `film_het` step on 128 images took 53 ms in three of eight 12-step epochs
+    and 41.5 ms in the others on TensorFlow, and up to 107 ms against 70 ms on
+    JAX, where without it every epoch took 41-42 ms (TensorFlow) and 48-51 ms
+    (JAX) (`docs/performance.md`). The `AUTOTUNE` settings then keep tf.data's
+    starting values, enough for gathers of an in-memory table.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
 def _take_shard(batches: tf.data.Dataset, shard: tuple[int, int]) -> tf.data.Dataset:
     """Each batch's `shard[0]`-th of `shard[1]` equal contiguous parts (of every
     component), before any image is gathered: one process reads its own part."""
@@ -214,7 +232,8 @@ def make_dataset(
         x = tf.cast(tf.gather(table, idx), tf.float32) * scale
         return (x, tf.gather(label_table, idx)) if with_labels else x
 
-    return ids.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    batches = ids.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return batches.with_options(_fixed_options())
 
 
 def make_neighbor_dataset(
@@ -292,7 +311,7 @@ def make_neighbor_dataset(
     # pairing map comes after the prefetch, and tf.data may neither add a
     # prefetch after it nor run it in parallel), so a refresh pairs exactly
     # the batches taken after it, however far the pipeline had read ahead.
-    options = tf.data.Options()
+    options = _fixed_options()
     options.experimental_optimization.inject_prefetch = False
     options.experimental_optimization.map_parallelization = False
     read_ahead = batches.map(images, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,96 @@
+"""XLA:CPU runs kmixvae's convolutions with Eigen's kernels, not YNNPACK's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from kmixvae.errors import ConfigError
+from kmixvae.utils import xla_cpu_flags
+from kmixvae.utils.xla_cpu_flags import FLAG, convolution_switch, prefer_eigen_convolutions
+from tests.helpers.cli import assert_one_error_line, run_cli
+from tests.helpers.paths import REPO_ROOT
+
+WANTED = f"{FLAG}=individual_dot,reduce"
+
+
+def test_the_flag_is_added_after_the_users_other_flags():
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    assert prefer_eigen_convolutions(env)
+    assert env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {WANTED}"
+    empty = {}
+    assert prefer_eigen_convolutions(empty)
+    assert empty["XLA_FLAGS"] == WANTED
+
+
+def test_a_users_own_ynn_setting_is_kept_as_given():
+    env = {"XLA_FLAGS": f"{FLAG}=individual_convolution"}
+    assert not prefer_eigen_convolutions(env)
+    assert env["XLA_FLAGS"] == f"{FLAG}=individual_convolution"
+
+
+def test_the_switch_keeps_jaxlibs_default_and_rejects_other_values_by_name():
+    env = {"KMIXVAE_XLA_CPU_CONVOLUTIONS": "ynn"}
+    assert not prefer_eigen_convolutions(env)
+    assert "XLA_FLAGS" not in env
+    bad = {"KMIXVAE_XLA_CPU_CONVOLUTIONS": "fast"}
+    assert not prefer_eigen_convolutions(bad)  # never raises: `import kmixvae` calls it
+    assert "XLA_FLAGS" not in bad
+    with pytest.raises(ConfigError, match="KMIXVAE_XLA_CPU_CONVOLUTIONS.*eigen or ynn"):
+        convolution_switch(bad)
+    assert convolution_switch({}) == "eigen"
+
+
+def test_another_jaxlib_gets_no_flag_it_may_not_know(monkeypatch):
+    monkeypatch.setattr(xla_cpu_flags, "_jaxlib_version", lambda: "0.11.0")
+    env = {}
+    assert not prefer_eigen_convolutions(env)
+    assert env == {}
+    monkeypatch.setattr(xla_cpu_flags, "_jaxlib_version", lambda: None)
+    assert not prefer_eigen_convolutions(env)
+
+
+def test_the_cli_rejects_an_unknown_switch_with_one_error_line(monkeypatch):
+    monkeypatch.setenv("KMIXVAE_XLA_CPU_CONVOLUTIONS", "fast")
+    result, out, err = run_cli("presets", expect=None)
+    assert_one_error_line(result, out, err, "KMIXVAE_XLA_CPU_CONVOLUTIONS", "fast")
+
+
+# A fresh process: import kmixvae before JAX starts, compile a convolution the
+# size of the encoder's second one, and say which kind of thunk it became.
+CONVOLUTION_KIND = """
+import kmixvae, jax, jax.numpy as jnp
+x = jnp.ones((16, 14, 14, 32)); k = jnp.ones((3, 3, 32, 64))
+conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (2, 2), "SAME",
+    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+text = jax.jit(conv).lower(x, k).compile().as_text()
+print("ynn" if "__ynn_fusion" in text else "eigen")
+"""
+
+
+def _convolution_kind(switch=None):
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    env.pop("XLA_FLAGS", None)
+    env.pop("KMIXVAE_XLA_CPU_CONVOLUTIONS", None)
+    if switch is not None:
+        env["KMIXVAE_XLA_CPU_CONVOLUTIONS"] = switch
+    proc = subprocess.run(
+        [sys.executable, "-c", CONVOLUTION_KIND],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="XLA:CPU's flag (JAX backend)")
+def test_importing_kmixvae_gives_xla_cpu_convolutions_to_eigen():
+    assert _convolution_kind() == "eigen"
+    assert _convolution_kind("ynn") == "ynn"
