@@ -99,6 +99,9 @@ def base_env(devices: int) -> dict:
         TF_CPP_MIN_LOG_LEVEL="3",
         PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
         XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        # The same convolution kernels on both sides: with 2 CPU devices in one
+        # process kmixvae keeps YNNPACK's (kmixvae.utils.xla_cpu_flags).
+        KMIXVAE_XLA_CPU_CONVOLUTIONS="ynn",
     )
     return env
 

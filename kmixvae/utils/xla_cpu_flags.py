@@ -23,6 +23,12 @@ its CPU client starts). It changes nothing:
   `error:` line: `convolution_switch()`);
 - with a jaxlib other than the 0.10 series it was measured on (a flag XLA
   does not know would stop JAX from starting);
+- with several CPU devices in one process
+  (`--xla_force_host_platform_device_count` above 1, as the distribution
+  tests simulate them): the devices share one thread pool, and with Eigen's
+  convolutions a 2-device all-reduce once waited past XLA's 40 s
+  rendezvous limit in the test suite ("only 1 of them arrived"), where
+  YNNPACK's (its own threads) had passed every run before;
 - on GPUs and TPUs the flag is read by no one (it is XLA:CPU's).
 
 Example:
@@ -39,6 +45,7 @@ os.environ["XLA_FLAGS"]  # '... --xla_cpu_experimental_ynn_fusion_type=individua
 from __future__ import annotations
 
 import os
+import re
 from importlib import metadata
 
 from kmixvae.errors import ConfigError
@@ -47,6 +54,7 @@ SWITCH = "KMIXVAE_XLA_CPU_CONVOLUTIONS"
 FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 VALUE = "individual_dot,reduce"
 MEASURED_JAXLIB = "0.10."
+_HOST_DEVICES = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
 
 
 def _jaxlib_version() -> str | None:
@@ -80,8 +88,8 @@ def prefer_eigen_convolutions(environ=None) -> bool:
 
     Returns:
         Whether the flag was added (False: already set by the user, switched
-        off with `KMIXVAE_XLA_CPU_CONVOLUTIONS=ynn` or an unknown value, or
-        another jaxlib).
+        off with `KMIXVAE_XLA_CPU_CONVOLUTIONS=ynn` or an unknown value,
+        another jaxlib, or several CPU devices in the process).
     """
     env = os.environ if environ is None else environ
     try:
@@ -90,9 +98,11 @@ def prefer_eigen_convolutions(environ=None) -> bool:
         return False
     flags = env.get("XLA_FLAGS", "")
     version = _jaxlib_version()
+    host_devices = max((int(n) for n in _HOST_DEVICES.findall(flags)), default=1)
     if (
         switch == "ynn"
         or FLAG in flags
+        or host_devices > 1
         or version is None
         or not version.startswith(MEASURED_JAXLIB)
     ):

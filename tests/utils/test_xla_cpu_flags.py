@@ -19,12 +19,20 @@ WANTED = f"{FLAG}=individual_dot,reduce"
 
 
 def test_the_flag_is_added_after_the_users_other_flags():
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
     assert prefer_eigen_convolutions(env)
-    assert env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {WANTED}"
+    assert env["XLA_FLAGS"] == f"--xla_cpu_enable_fast_math=false {WANTED}"
     empty = {}
     assert prefer_eigen_convolutions(empty)
     assert empty["XLA_FLAGS"] == WANTED
+
+
+def test_several_cpu_devices_in_one_process_keep_jaxlibs_default():
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    assert not prefer_eigen_convolutions(env)
+    assert env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
+    one = {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    assert prefer_eigen_convolutions(one)
 
 
 def test_a_users_own_ynn_setting_is_kept_as_given():
