@@ -102,3 +102,30 @@ def _convolution_kind(switch=None):
 def test_importing_kmixvae_gives_xla_cpu_convolutions_to_eigen():
     assert _convolution_kind() == "eigen"
     assert _convolution_kind("ynn") == "ynn"
+
+
+# TensorFlow reads XLA_FLAGS too (its own XLA, for `jit_compile`): a flag its
+# XLA did not know would stop it. A fresh process that imported kmixvae.
+TENSORFLOW_XLA = """
+import os, kmixvae, tensorflow as tf
+assert "--xla_cpu_experimental_ynn_fusion_type" in os.environ["XLA_FLAGS"]
+conv = tf.function(lambda x: tf.nn.conv2d(x, tf.ones((3, 3, 1, 4)), 2, "SAME"), jit_compile=True)
+print(tuple(conv(tf.ones((2, 28, 28, 1))).shape))
+"""
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's XLA")
+def test_tensorflows_xla_compiles_with_the_flag():
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("XLA_FLAGS", None)
+    env.pop("KMIXVAE_XLA_CPU_CONVOLUTIONS", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", TENSORFLOW_XLA],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "(2, 14, 14, 4)"
