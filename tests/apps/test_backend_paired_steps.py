@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tests.helpers.apps import load_app
+from tests.helpers.idx_files import IMAGES_MAGIC, LABELS_MAGIC, write_idx
 
 
 def test_a_run_from_written_weights_takes_the_same_steps_as_the_run_that_wrote_them(tmp_path):
@@ -38,17 +39,10 @@ def test_missing_images_or_a_first_run_off_tensorflow_is_one_error_line(tmp_path
         rng = np.random.default_rng(0)
         data = tmp_path / "data"
         data.mkdir()
-        _write_idx(data / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (40, 28, 28)))
-        _write_idx(data / "train-labels-idx1-ubyte.gz", np.arange(40) % 10, magic=0x00000801)
+        write_idx(
+            data / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (40, 28, 28)), IMAGES_MAGIC
+        )
+        write_idx(data / "train-labels-idx1-ubyte.gz", np.arange(40) % 10, LABELS_MAGIC)
         argv = ["--data-dir", str(data), "--split", "train", "--out", str(tmp_path / "fresh")]
         assert app.main(argv) == 2
         assert "KERAS_BACKEND=tensorflow first" in capsys.readouterr().err
-
-
-def _write_idx(path, array, magic=0x00000803):
-    import gzip
-    import struct
-
-    header = struct.pack(f">I{array.ndim}I", magic, *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype("uint8").tobytes())

@@ -23,25 +23,11 @@ from kmixvae.data import (
 )
 from kmixvae.data import sources as sources_mod
 from kmixvae.errors import DataError
-
-IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
-
+from tests.helpers.idx_files import IMAGES_MAGIC, LABELS_MAGIC, idx_bytes, write_idx
 
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-
-
-def idx_bytes(array: np.ndarray, magic: int) -> bytes:
-    array = np.asarray(array, dtype=np.uint8)
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray, magic: int) -> Path:
-    data = idx_bytes(array, magic)
-    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
-    return path
 
 
 def fake_split(n: int, seed: int, shape=(6, 5)) -> tuple[np.ndarray, np.ndarray]:

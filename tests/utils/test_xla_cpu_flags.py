@@ -80,14 +80,15 @@ print("ynn" if "__ynn_fusion" in text else "eigen")
 """
 
 
-def _convolution_kind(switch=None):
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
+def _last_line_of_fresh_process(script, backend, switch=None):
+    """Runs `script` in a fresh `backend` process with no XLA_FLAGS of ours; its last line."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("XLA_FLAGS", None)
     env.pop("KMIXVAE_XLA_CPU_CONVOLUTIONS", None)
     if switch is not None:
         env["KMIXVAE_XLA_CPU_CONVOLUTIONS"] = switch
     proc = subprocess.run(
-        [sys.executable, "-c", CONVOLUTION_KIND],
+        [sys.executable, "-c", script],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -96,6 +97,10 @@ def _convolution_kind(switch=None):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout.strip().splitlines()[-1]
+
+
+def _convolution_kind(switch=None):
+    return _last_line_of_fresh_process(CONVOLUTION_KIND, "jax", switch)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="XLA:CPU's flag (JAX backend)")
@@ -116,16 +121,4 @@ print(tuple(conv(tf.ones((2, 28, 28, 1))).shape))
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's XLA")
 def test_tensorflows_xla_compiles_with_the_flag():
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("XLA_FLAGS", None)
-    env.pop("KMIXVAE_XLA_CPU_CONVOLUTIONS", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", TENSORFLOW_XLA],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1] == "(2, 14, 14, 4)"
+    assert _last_line_of_fresh_process(TENSORFLOW_XLA, "tensorflow") == "(2, 14, 14, 4)"
