@@ -80,17 +80,20 @@ def build(config, frozen: str | None, dataset, warmup_steps: int):
     return model
 
 
-def time_epochs(models: dict, dataset, steps: int, repeats: int) -> dict:
-    """ms a step of each model's epochs, one epoch of each model in turn, `repeats` rounds."""
+def time_epochs(models: dict, dataset, steps: int, repeats: int, warmup_rounds: int = 1) -> dict:
+    """ms a step of each model's epochs, one epoch of each model in turn, `repeats` rounds
+    after `warmup_rounds` untimed ones (on TensorFlow a model's first epoch after other
+    models were built ran ~3x slower: every model is warm before the timed rounds)."""
     from benchmark import _sync
 
     times = {name: [] for name in models}
-    for _ in range(repeats):
+    for round_ in range(warmup_rounds + repeats):
         for name, model in models.items():
             start = time.perf_counter()
             history = model.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
             _sync({k: v[-1] for k, v in history.history.items()})
-            times[name].append(1000.0 * (time.perf_counter() - start) / steps)
+            if round_ >= warmup_rounds:
+                times[name].append(1000.0 * (time.perf_counter() - start) / steps)
     return times
 
 
@@ -145,11 +148,14 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup-steps", type=int, default=3)
+    parser.add_argument("--warmup-rounds", type=int, default=1, help="untimed epochs a model first")
     parser.add_argument("--json", default=None, help="write the rows and machine facts here")
     args = parser.parse_args(argv)
     for flag in ("batch_size", "images", "steps", "repeats", "warmup_steps"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.warmup_rounds < 0:
+        parser.error("--warmup-rounds must be at least 0")
 
     import keras
     from benchmark import machine_info, make_dataset, synthetic_images
@@ -181,7 +187,7 @@ def main(argv=None) -> int:
     for path in paths:
         models[path] = build(config, path, dataset, args.warmup_steps)
     params = {name: count_params(m.trainable_variables) for name, m in models.items()}
-    times = time_epochs(models, dataset, args.steps, args.repeats)
+    times = time_epochs(models, dataset, args.steps, args.repeats, args.warmup_rounds)
     rows = summarize(times, params, args.batch_size)
     header = (
         f"`{keras.backend.backend()}`, `{Path(args.config).name}`, batches of "
@@ -196,6 +202,7 @@ def main(argv=None) -> int:
             "batch_size": args.batch_size,
             "steps": args.steps,
             "repeats": args.repeats,
+            "warmup_rounds": args.warmup_rounds,
             "machine": machine_info(),
             "rows": rows,
         }

@@ -35,6 +35,8 @@ def test_each_frozen_layer_trains_without_its_own_weights(app, tmp_path):
             "1",
             "--warmup-steps",
             "1",
+            "--warmup-rounds",
+            "0",
             "--json",
             str(out),
         ]
@@ -53,6 +55,26 @@ def test_each_frozen_layer_trains_without_its_own_weights(app, tmp_path):
     assert rows[None]["gradient_ms"] is None
     frozen = rows["mixture_vae/encoder/conv_1"]
     assert frozen["gradient_ms"] == pytest.approx(rows[None]["ms_per_step"] - frozen["ms_per_step"])
+
+
+def test_epochs_are_interleaved_after_the_untimed_rounds(app):
+    calls = []
+
+    class History:
+        history = {"loss": [0.0]}
+
+    class Model:
+        def __init__(self, name):
+            self.name = name
+
+        def fit(self, dataset, epochs, steps_per_epoch, shuffle, verbose):
+            calls.append(self.name)
+            return History()
+
+    models = {"all trained": Model("a"), "x/conv": Model("b")}
+    times = app.time_epochs(models, dataset=None, steps=2, repeats=3, warmup_rounds=1)
+    assert calls == ["a", "b"] * 4  # one model's epoch, then the other's, 1 + 3 rounds
+    assert {name: len(v) for name, v in times.items()} == {"all trained": 3, "x/conv": 3}
 
 
 def test_summary_takes_the_cost_from_the_medians(app):
@@ -84,3 +106,6 @@ def test_a_bad_count_is_a_usage_error(app, capsys):
     with pytest.raises(SystemExit) as e:
         app.main(["--config", SMOKE, "--repeats", "0"])
     assert e.value.code == 2 and "--repeats must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        app.main(["--config", SMOKE, "--warmup-rounds", "-1"])
+    assert e.value.code == 2 and "--warmup-rounds must be at least 0" in capsys.readouterr().err
