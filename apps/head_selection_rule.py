@@ -34,8 +34,9 @@ Usage (MNIST-10k, `test[:80%]` -> `test[80%:]`):
     KERAS_BACKEND=tensorflow python apps/head_selection_rule.py --data-dir ../shared/data/mnist-10k \
         --seeds 0 1 2 3 4 5 6 7 8 --out docs/study_head_selection_rule.md
 
-Fashion-MNIST (`train[:8000]` -> `train[50000:52000]`, the small protocol),
-with the shipped config's shear:
+Fashion-MNIST (`train[:8000]` -> `train[50000:52000]`, the small protocol,
+which a `--data-dir` with a `train` split gets; `--train-split` and
+`--val-split` choose others), with the shipped config's shear:
 
     KERAS_BACKEND=tensorflow python apps/head_selection_rule.py \
         --data-dir ../shared/data/fashion-mnist-train --shear 0.3 \
@@ -54,9 +55,10 @@ from keras import ops
 from scipy import stats
 from sklearn.metrics import adjusted_rand_score
 
+from kmixvae.config import DataConfig
 from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
-from kmixvae.data.sources import read_idx
-from kmixvae.errors import DataError
+from kmixvae.data.sources import available_splits, load_splits
+from kmixvae.errors import DataError, KmixvaeError
 from kmixvae.evaluation.metrics import clustering_accuracy
 from kmixvae.models.encoder import Encoder
 from kmixvae.objectives.neighbor_agreement import agreement_loss
@@ -268,9 +270,47 @@ def run_seed(
     return accuracy, scores, seconds, vote_accuracy
 
 
+def read_protocol(data_dir, train_split=None, val_split=None):
+    """The training images, held-out images and held-out labels, as float arrays.
+
+    Through kmixvae's own loader (`load_splits`: IDX, npz or image folders).
+    Unset splits follow the data: one with a `train` split gets the small
+    protocol `train[:8000]` -> `train[50000:52000]`, anything else
+    (MNIST-10k, the test set alone) `test[:80%]` -> `test[80%:]`.
+
+    Raises:
+        KmixvaeError: an unreadable folder, a bad split, or held-out images
+            without labels.
+    """
+    from kmixvae.runs import detect_source
+
+    folder = Path(data_dir)
+    data = DataConfig(source=detect_source(folder), dir=str(folder))
+    # A training set gets the small protocol, anything else (MNIST-10k) the test set's.
+    has_train = "train" in (available_splits(data) or [])
+    train_default, val_default = (
+        ("train[:8000]", "train[50000:52000]") if has_train else ("test[:80%]", "test[80%:]")
+    )
+    val_split = val_split or val_default
+    (x_train, _), (x_val, y_val) = load_splits(data, [train_split or train_default, val_split])
+    if y_val is None:
+        raise DataError(f"--val-split {val_split!r} of {data_dir} has no labels")
+    return as_float_images(x_train), as_float_images(x_val), y_val.astype("int64")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/mnist-10k")
+    parser.add_argument(
+        "--train-split",
+        default=None,
+        help="default: train[:8000] when --data-dir holds a training set, else test[:80%%]",
+    )
+    parser.add_argument(
+        "--val-split",
+        default=None,
+        help="labelled; default: train[50000:52000] with a training set, else test[80%%:]",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(9)))
     parser.add_argument("--heads", type=int, default=10)
     parser.add_argument("--shear", type=float, default=0.0, help="loss.augment.shear of the views")
@@ -325,17 +365,9 @@ def main(argv=None):
         missing = [str(p) for p in wanted if not p.exists()]
         if missing:
             parser.exit(2, f"error: --load-init: no {missing[0]} (write it with --save-init)\n")
-    folder = Path(args.data_dir)
     try:
-        if (folder / "train-images-idx3-ubyte.gz").exists():  # a training set: the small protocol
-            x = as_float_images(read_idx(folder / "train-images-idx3-ubyte.gz")[:52000])
-            y = read_idx(folder / "train-labels-idx1-ubyte.gz")[:52000].astype("int64")
-            x_train, x_val, y_val = x[:8000], x[50000:52000], y[50000:52000]
-        else:  # the 10k test set: test[:80%] -> test[80%:]
-            x = as_float_images(read_idx(folder / "t10k-images-idx3-ubyte.gz"))
-            y = read_idx(folder / "t10k-labels-idx1-ubyte.gz").astype("int64")
-            x_train, x_val, y_val = x[:8000], x[8000:], y[8000:]
-    except DataError as e:
+        x_train, x_val, y_val = read_protocol(args.data_dir, args.train_split, args.val_split)
+    except KmixvaeError as e:
         parser.exit(2, f"error: {e}\n")
     rules = (
         "stability",

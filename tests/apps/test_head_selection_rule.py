@@ -117,10 +117,51 @@ def test_a_bad_initializer_or_missing_initial_weights_is_one_error_line(tmp_path
     for argv, words in (
         (["--initializer", "NoSuchInit"], "is not a Keras initializer"),
         (["--load-init", str(tmp_path), "--seeds", "3"], "initial_seed3.weights.h5"),
-        (["--data-dir", str(tmp_path / "nothing")], "t10k-images-idx3-ubyte.gz"),
+        (["--data-dir", str(tmp_path / "nothing")], "not a folder"),
+        (
+            [
+                "--data-dir",
+                str(_idx_set(tmp_path / "t10k", "t10k", 10)),
+                "--val-split",
+                "test[20:]",
+            ],
+            "test[20:]",
+        ),
     ):
         with pytest.raises(SystemExit) as stop:
             app.main(argv)
         err = capsys.readouterr().err
         assert stop.value.code == 2 and err.startswith("error:") and words in err
         assert err.count("\n") == 1
+
+
+def _idx_set(folder, prefix, n):
+    """`n` labelled 28x28 IDX images named `prefix`-... in `folder`: image i is all i, label i % 10."""
+    from tests.helpers.idx_files import IMAGES_MAGIC, LABELS_MAGIC, write_idx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    images = np.repeat(np.arange(n, dtype=np.uint8)[:, None, None], 28, 1).repeat(28, 2)
+    write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images, IMAGES_MAGIC)
+    write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10, LABELS_MAGIC)
+    return folder
+
+
+def test_the_protocol_follows_the_data_or_the_given_splits(tmp_path):
+    app = load_app("head_selection_rule")
+    # The 10k test set alone: test[:80%] -> test[80%:].
+    x_train, x_val, y_val = app.read_protocol(_idx_set(tmp_path / "t10k", "t10k", 10))
+    assert x_train.shape == (8, 28, 28, 1) and x_train.dtype == np.float32
+    np.testing.assert_allclose(x_train[:, 0, 0, 0] * 255, np.arange(8), atol=1e-4)
+    np.testing.assert_allclose(x_val[:, 0, 0, 0] * 255, [8, 9], atol=1e-4)
+    assert y_val.tolist() == [8, 9] and y_val.dtype == np.int64
+    # A training set, with the splits given.
+    train = _idx_set(tmp_path / "train", "train", 12)
+    x_train, x_val, y_val = app.read_protocol(train, "train[:6]", "train[9:]")
+    assert len(x_train) == 6 and y_val.tolist() == [9, 0, 1]
+    # A training set too small for the default train[50000:52000]: its own error.
+    import pytest
+
+    from kmixvae.errors import KmixvaeError
+
+    with pytest.raises(KmixvaeError):
+        app.read_protocol(train)
