@@ -26,7 +26,6 @@ paths or their endings (`encoder/conv_1`, `head/projection`), comma-separated.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -159,19 +158,18 @@ def main(argv=None) -> int:
 
     import keras
     from benchmark import machine_info, make_dataset, synthetic_images
+    from records import json_folder_error, write_record
 
     from kmixvae.config import load_config
     from kmixvae.errors import KmixvaeError
     from kmixvae.models.factory import build_model
-    from kmixvae.utils.files import atomic_write_text
 
     try:
         config = load_config(args.config, args.overrides)
     except KmixvaeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.json and not Path(args.json).resolve().parent.is_dir():
-        print(f"error: --json: no folder {Path(args.json).parent}", file=sys.stderr)
+    if json_folder_error(args.json):
         return 2
     probe = build_model(config, (28, 28, 1))
     try:
@@ -206,11 +204,7 @@ def main(argv=None) -> int:
             "machine": machine_info(),
             "rows": rows,
         }
-        try:
-            atomic_write_text(Path(args.json), json.dumps(record, indent=2))
-        except (KmixvaeError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        return write_record(args.json, record)
     return 0
 
 

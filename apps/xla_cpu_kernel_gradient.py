@@ -29,7 +29,6 @@ python apps/xla_cpu_kernel_gradient.py [--views 384,512,768] [--calls 30] [--jso
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -160,8 +159,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.calls < 1:
         parser.error("--calls must be at least 1")
-    if args.json and not Path(args.json).resolve().parent.is_dir():
-        print(f"error: --json: no folder {Path(args.json).parent}", file=sys.stderr)
+    from records import json_folder_error, write_record
+
+    if json_folder_error(args.json):
         return 2
 
     import kmixvae  # noqa: F401  (its XLA:CPU flags, as a run has them)
@@ -182,16 +182,9 @@ def main(argv=None) -> int:
     if args.json:
         from benchmark import machine_info
 
-        from kmixvae.errors import KmixvaeError
-        from kmixvae.utils.files import atomic_write_text
-
         record = {"jax": jax.__version__, "xla_flags": flags, "machine": machine_info()}
         record.update(calls=args.calls, rows=rows)
-        try:
-            atomic_write_text(Path(args.json), json.dumps(record, indent=2))
-        except (KmixvaeError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        return write_record(args.json, record)
     return 0
 
 
