@@ -6,9 +6,10 @@ no optimizer update of them; every other gradient, the input gradient
 through the layer included, is still computed), then times `model.fit`
 epochs of synthetic images on the pipeline `apps/benchmark.py` times (the
 config's `data.neighbors` pairs, `data.pipeline`). The models' epochs are
-interleaved, one epoch of each in turn, so that a slow minute on a shared
-machine hits all of them. A layer's cost is the step with every kernel
-trained minus the step with that layer frozen (medians over the repeats).
+interleaved, one epoch of each in turn after one untimed round that warms
+every model, so that a slow minute on a shared machine hits all of them. A
+layer's cost is the step with every kernel trained minus the step with that
+layer frozen (medians over the repeats).
 
 It answers "which gradient makes backend A slower than backend B": run it
 on both backends of the same idle machine and compare the columns.
@@ -26,6 +27,7 @@ paths or their endings (`encoder/conv_1`, `head/projection`), comma-separated.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -61,7 +63,7 @@ def find_layer(model, name: str):
 
 
 def count_params(variables) -> int:
-    return int(sum(int(v.numpy().size) for v in variables))
+    return sum(math.prod(v.shape) for v in variables)
 
 
 def build(config, frozen: str | None, dataset, warmup_steps: int):
@@ -155,6 +157,8 @@ def main(argv=None) -> int:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
     if args.warmup_rounds < 0:
         parser.error("--warmup-rounds must be at least 0")
+    if args.images < args.batch_size:
+        parser.error("--images must be at least --batch-size (whole batches only)")
 
     import keras
     from benchmark import machine_info, make_dataset, synthetic_images

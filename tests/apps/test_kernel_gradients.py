@@ -109,3 +109,6 @@ def test_a_bad_count_is_a_usage_error(app, capsys):
     with pytest.raises(SystemExit) as e:
         app.main(["--config", SMOKE, "--warmup-rounds", "-1"])
     assert e.value.code == 2 and "--warmup-rounds must be at least 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        app.main(["--config", SMOKE, "--images", "8", "--batch-size", "16"])
+    assert e.value.code == 2 and "--images must be at least --batch-size" in capsys.readouterr().err
