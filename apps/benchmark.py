@@ -422,7 +422,6 @@ def make_dataset(x: np.ndarray, batch_size: int, neighbors: int = 0, pipeline: s
             nbr = pixel_neighbors(x, neighbors)
             return NeighborPairBatches(x, nbr, batch_size, seed=0, drop_remainder=True, repeat=True)
         return ImageBatches(x, batch_size=batch_size, drop_remainder=True, repeat=True)
-    import tensorflow as tf
 
     if neighbors > 0:
         from kmixvae.data.neighbors import pixel_neighbors
@@ -430,8 +429,10 @@ def make_dataset(x: np.ndarray, batch_size: int, neighbors: int = 0, pipeline: s
 
         nbr = pixel_neighbors(x, neighbors)
         return make_neighbor_dataset(x, nbr, batch_size, seed=0, drop_remainder=True).repeat()
-    ds = tf.data.Dataset.from_tensor_slices(x).repeat()
-    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    from kmixvae.data.pipeline import make_dataset as make_image_dataset
+
+    # kmixvae's own image pipeline, as `kmixvae fit` reads it (tf.data's autotuner off).
+    return make_image_dataset(x, None, batch_size, drop_remainder=True, repeat=True)
 
 
 def _sync(logs) -> None:

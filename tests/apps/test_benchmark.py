@@ -203,3 +203,19 @@ def test_bad_override_fails_before_any_worker(bench, capsys):
     assert bench.main(["--set", "model.decoder.block=3"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: model.decoder.block") and "Traceback" not in err
+
+
+def test_the_image_pipeline_is_kmixvaes_own_in_order_and_without_the_autotuner(bench):
+    pytest.importorskip("tensorflow", reason="the tf_data pipeline needs TensorFlow")
+    import numpy as np
+
+    x = bench.synthetic_images(10)
+    ds = bench.make_dataset(x, 4, neighbors=0, pipeline="tf_data")
+    # tf.data's autotuner stalled whole epochs of the step the benchmark times.
+    assert ds.options().autotune.enabled is False
+    it = iter(ds)
+    batches = [next(it).numpy() for _ in range(5)]  # whole batches, passes repeated in order
+    assert all(b.shape == (4, 28, 28, 1) for b in batches)
+    order = np.concatenate(batches)
+    np.testing.assert_array_equal(order[:8], x[:8])
+    np.testing.assert_array_equal(order[8:16], x[:8])  # the 2 left over are dropped each pass
