@@ -66,8 +66,8 @@ def count_params(variables) -> int:
     return sum(math.prod(v.shape) for v in variables)
 
 
-def build(config, frozen: str | None, dataset, warmup_steps: int):
-    """The config's model, compiled and warmed up, with the layer `frozen` (a path) frozen."""
+def fresh_model(config, frozen: str | None = None):
+    """The config's model from its seed, with the layer `frozen` (a path) frozen."""
     import keras
 
     from kmixvae.models.factory import build_model
@@ -76,6 +76,13 @@ def build(config, frozen: str | None, dataset, warmup_steps: int):
     model = build_model(config, (28, 28, 1))
     if frozen is not None:
         find_layer(model, frozen).trainable = False
+    return model
+
+
+def compile_and_warm(model, config, dataset, warmup_steps: int):
+    """`model` compiled with Adam and trained `warmup_steps` steps (its compile)."""
+    import keras
+
     model.compile(optimizer=keras.optimizers.Adam(config.training.learning_rate))
     model.fit(dataset, epochs=1, steps_per_epoch=warmup_steps, shuffle=False, verbose=0)
     return model
@@ -166,7 +173,6 @@ def main(argv=None) -> int:
 
     from kmixvae.config import load_config
     from kmixvae.errors import KmixvaeError
-    from kmixvae.models.factory import build_model
 
     try:
         config = load_config(args.config, args.overrides)
@@ -175,19 +181,21 @@ def main(argv=None) -> int:
         return 2
     if json_folder_error(args.json):
         return 2
-    probe = build_model(config, (28, 28, 1))
+    full = fresh_model(config)  # the layer names are checked on it, before any training
     try:
-        names = [n.strip() for n in args.layers.split(",") if n.strip()] or layer_paths(probe)
-        paths = [find_layer(probe, n).path for n in names]
+        names = [n.strip() for n in args.layers.split(",") if n.strip()] or layer_paths(full)
+        paths = [find_layer(full, n).path for n in names]
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
     images = synthetic_images(args.images)
     dataset = make_dataset(images, args.batch_size, config.data.neighbors, config.data.pipeline)
-    models = {"all trained": build(config, None, dataset, args.warmup_steps)}
+    models = {"all trained": compile_and_warm(full, config, dataset, args.warmup_steps)}
     for path in paths:
-        models[path] = build(config, path, dataset, args.warmup_steps)
+        models[path] = compile_and_warm(
+            fresh_model(config, path), config, dataset, args.warmup_steps
+        )
     params = {name: count_params(m.trainable_variables) for name, m in models.items()}
     times = time_epochs(models, dataset, args.steps, args.repeats, args.warmup_rounds)
     rows = summarize(times, params, args.batch_size)
