@@ -26,12 +26,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kmixvae.config import DataConfig
 from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
 from kmixvae.data.sources import load_split
 from kmixvae.errors import DataError
 from kmixvae.objectives.views import ViewAugmentation
-from kmixvae.runs import detect_source
+from kmixvae.runs import folder_data
 from kmixvae.utils.images import as_float_images
 
 APPS_DIR = str(Path(__file__).resolve().parent)
@@ -94,8 +93,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="folder shared by the two runs")
     args = parser.parse_args(argv)
     try:
-        source = detect_source(Path(args.data_dir))
-        images, _ = load_split(DataConfig(source=source, dir=args.data_dir), args.split)
+        images, _ = load_split(folder_data(args.data_dir), args.split)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

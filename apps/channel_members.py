@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -99,17 +98,15 @@ def main(argv=None) -> int:
     parser.add_argument("--split", default="train[:8000]", help="a labelled split of --data-dir")
     parser.add_argument("--figure", default=None, help="PNG of the mixed channels' images")
     args = parser.parse_args(argv)
-    from kmixvae.config import DataConfig
     from kmixvae.data.sources import load_split
     from kmixvae.errors import KmixvaeError
     from kmixvae.presets import resolve_model_path
-    from kmixvae.runs import detect_source
+    from kmixvae.runs import folder_data
     from kmixvae.runs.model_files import load_model_file
 
     try:
         model = load_model_file(resolve_model_path(args.model))
-        source = detect_source(Path(args.data_dir))
-        images, y = load_split(DataConfig(source=source, dir=args.data_dir), args.split)
+        images, y = load_split(folder_data(args.data_dir), args.split)
     except KmixvaeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -84,21 +84,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from sklearn.cluster import KMeans
 
-    from kmixvae.config import DataConfig
     from kmixvae.data.neighbors import cosine_neighbors, pixel_neighbors
     from kmixvae.data.sources import load_split
     from kmixvae.errors import KmixvaeError
     from kmixvae.evaluation.metrics import clustering_accuracy
     from kmixvae.objectives.views import ViewAugmentation
-    from kmixvae.runs import detect_source
+    from kmixvae.runs import folder_data
     from kmixvae.utils.images import as_float_images
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from neighbour_purity import purity
 
     try:
-        source = detect_source(Path(args.data_dir))
-        images, labels = load_split(DataConfig(source=source, dir=args.data_dir), args.split)
+        images, labels = load_split(folder_data(args.data_dir), args.split)
     except (KmixvaeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

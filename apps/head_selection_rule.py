@@ -55,7 +55,6 @@ from keras import ops
 from scipy import stats
 from sklearn.metrics import adjusted_rand_score
 
-from kmixvae.config import DataConfig
 from kmixvae.data.neighbors import mutual_neighbors, pixel_neighbors
 from kmixvae.data.sources import available_splits, load_splits
 from kmixvae.errors import DataError, KmixvaeError
@@ -282,10 +281,9 @@ def read_protocol(data_dir, train_split=None, val_split=None):
         KmixvaeError: an unreadable folder, a bad split, or held-out images
             without labels.
     """
-    from kmixvae.runs import detect_source
+    from kmixvae.runs import folder_data
 
-    folder = Path(data_dir)
-    data = DataConfig(source=detect_source(folder), dir=str(folder))
+    data = folder_data(data_dir)
     # A training set gets the small protocol, anything else (MNIST-10k) the test set's.
     has_train = "train" in (available_splits(data) or [])
     train_default, val_default = (

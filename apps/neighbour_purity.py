@@ -46,18 +46,15 @@ def main(argv=None) -> int:
     parser.add_argument("--k", default="5,10,20,40")
     parser.add_argument("--model", nargs="*", default=[], help="run folders or .keras files")
     args = parser.parse_args(argv)
-    from pathlib import Path
 
-    from kmixvae.config import DataConfig
     from kmixvae.data.neighbors import cosine_neighbors, pixel_neighbors
     from kmixvae.data.sources import load_split
     from kmixvae.errors import KmixvaeError
-    from kmixvae.runs import detect_source, load_model_file
+    from kmixvae.runs import folder_data, load_model_file
 
     try:
         ks = [int(k) for k in args.k.split(",")]
-        source = detect_source(Path(args.data_dir))
-        images, labels = load_split(DataConfig(source=source, dir=args.data_dir), args.split)
+        images, labels = load_split(folder_data(args.data_dir), args.split)
         spaces = [("pixels", lambda k: pixel_neighbors(images, k))]
         if args.model:
             from kmixvae.utils.images import as_float_images

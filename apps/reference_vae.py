@@ -207,9 +207,7 @@ def main(argv=None) -> int:
     parser.add_argument("--samples-per-class", type=int, default=200)
     parser.add_argument("--json", default=None, help="write the scores to this JSON file")
     args = parser.parse_args(argv)
-    from pathlib import Path
 
-    from kmixvae.config import DataConfig
     from kmixvae.data.sources import load_split
     from kmixvae.errors import KmixvaeError
     from kmixvae.evaluation.generation import (
@@ -217,12 +215,12 @@ def main(argv=None) -> int:
         default_judge_cache_dir,
         load_or_train_judge,
     )
-    from kmixvae.runs import detect_source
+    from kmixvae.runs import folder_data
 
     try:
         if args.epochs < 1 or args.batch_size < 1 or args.samples_per_class < 1:
             raise ValueError("--epochs, --batch-size and --samples-per-class must be at least 1")
-        data = DataConfig(source=detect_source(Path(args.data_dir)), dir=args.data_dir)
+        data = folder_data(args.data_dir)
         x_train, y_train = load_split(data, args.train_split)
         x_eval, y_eval = load_split(data, args.eval_split)
         check_disjoint(x_train, x_eval)

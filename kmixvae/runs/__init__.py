@@ -10,7 +10,13 @@ model = load_model_file(check_run_dir("runs/film_het__20261126_090000"))
 ```
 """
 
-from kmixvae.runs.command_data import data_config, detect_source, load_judge, model_and_data
+from kmixvae.runs.command_data import (
+    data_config,
+    detect_source,
+    folder_data,
+    load_judge,
+    model_and_data,
+)
 from kmixvae.runs.folder import (
     MODEL_CANDIDATES,
     RUN_MARKER,
@@ -41,6 +47,7 @@ __all__ = [
     "data_config",
     "describe_training_data",
     "detect_source",
+    "folder_data",
     "history_columns",
     "load_judge",
     "load_model_file",

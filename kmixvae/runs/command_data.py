@@ -65,6 +65,18 @@ def detect_source(folder: str | Path) -> str:
     )
 
 
+def folder_data(data_dir: str | Path) -> config_lib.DataConfig:
+    """The data config of a `--data-dir` alone: the defaults, with its `dir` and `source`.
+
+    For tools that read a split of a folder without a run or a model file
+    (`load_split(folder_data(args.data_dir), args.split)`).
+
+    Raises:
+        DataError: `data_dir` holds no data kmixvae reads (`detect_source`).
+    """
+    return _with_flags(config_lib.DataConfig(), data_dir, None)
+
+
 def _own_data(model_path) -> tuple[config_lib.DataConfig, str]:
     """The data section a run folder or model file names, and what its training split is."""
     path = Path(model_path)
@@ -190,4 +202,4 @@ def load_judge(model_path, data_dir, dataset, judge_split, eval_images, eval_spl
     return judge, None
 
 
-__all__ = ["data_config", "detect_source", "load_judge", "model_and_data"]
+__all__ = ["data_config", "detect_source", "folder_data", "load_judge", "model_and_data"]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from kmixvae import config as config_lib
-from kmixvae.errors import ConfigError, ModelFileError, WriteError
+from kmixvae.errors import ConfigError, DataError, ModelFileError, WriteError
 from kmixvae.runs import (
     RUN_MARKER,
     TRAINING_DATA_ENTRY,
@@ -26,6 +26,7 @@ from kmixvae.runs import (
     check_writable,
     claim_run_dir,
     describe_training_data,
+    folder_data,
     history_columns,
     load_model_file,
     read_history_csv,
@@ -307,3 +308,25 @@ def test_run_folders_models_training_and_viz_import_no_cycle():
     assert edges["runs"] >= {"models", "config"} and "runs" in edges["training"]
     assert "training" not in edges["models"] and "viz" not in edges["runs"]
     assert on_cycles == set(), on_cycles
+
+
+def test_folder_data_reads_a_split_of_what_the_folder_holds(tmp_path):
+    """The apps' `load_split(folder_data(DIR), split)`: the source is what DIR holds, every
+    other field the defaults, and a folder with no data is a DataError naming --data-dir."""
+    from kmixvae.data.sources import load_split
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (10, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "mnist.npz", x_train=x, y_train=np.arange(10) % 3)
+    data = folder_data(tmp_path)
+    defaults = config_lib.DataConfig()
+    assert (data.source, data.dir) == ("npz", str(tmp_path))
+    assert {k: v for k, v in vars(data).items() if k not in ("source", "dir")} == {
+        k: v for k, v in vars(defaults).items() if k not in ("source", "dir")
+    }
+    images, labels = load_split(data, "train[:4]")
+    np.testing.assert_array_equal(images[..., 0], x[:4])
+    np.testing.assert_array_equal(labels, np.arange(4) % 3)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="--data-dir"):
+        folder_data(tmp_path / "empty")
