@@ -435,8 +435,9 @@ def make_dataset(x: np.ndarray, batch_size: int, neighbors: int = 0, pipeline: s
     return make_image_dataset(x, None, batch_size, drop_remainder=True, repeat=True)
 
 
-def _sync(logs) -> None:
-    """Blocks until the step that produced `logs` has finished (async dispatch)."""
+def wait_for(logs) -> None:
+    """Blocks until the step that produced `logs` has finished (async dispatch): a timer
+    read after it times the step, not its dispatch."""
     for value in (logs or {}).values():
         np.asarray(value)
 
@@ -453,7 +454,7 @@ def _epoch_timer():
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            _sync(logs)
+            wait_for(logs)
             self.ends.append(time.perf_counter())
 
     return EpochTimer()

@@ -92,14 +92,14 @@ def time_epochs(models: dict, dataset, steps: int, repeats: int, warmup_rounds: 
     """ms a step of each model's epochs, one epoch of each model in turn, `repeats` rounds
     after `warmup_rounds` untimed ones (on TensorFlow a model's first epoch after other
     models were built ran ~3x slower: every model is warm before the timed rounds)."""
-    from benchmark import _sync
+    from benchmark import wait_for
 
     times = {name: [] for name in models}
     for round_ in range(warmup_rounds + repeats):
         for name, model in models.items():
             start = time.perf_counter()
             history = model.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
-            _sync({k: v[-1] for k, v in history.history.items()})
+            wait_for({k: v[-1] for k, v in history.history.items()})
             if round_ >= warmup_rounds:
                 times[name].append(1000.0 * (time.perf_counter() - start) / steps)
     return times
