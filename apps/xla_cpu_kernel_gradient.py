@@ -14,7 +14,10 @@ as the median of `--calls` calls after a warm-up call:
 - `kernel gradient`: `jax.vjp` with respect to the kernel, of a parameter
   input and of `relu(a * x + b)`;
 - `input gradient`: `jax.vjp` with respect to the input, at every
-  `--views` count.
+  `--views` count; `input gradient, chunks of <= N rows`: the same in
+  batch chunks of at most `--chunk-rows` rows, as kmixvae's encoder takes
+  it on JAX's CPU (`kmixvae.layers.chunked_input_gradient`: XLA:CPU's input
+  gradient is ~3x slower a row past 512-700 rows).
 
 It imports kmixvae first, so the XLA flags are the ones a kmixvae run uses
 (`kmixvae.utils.xla_cpu_flags`); the JSON records them. A reproducer for
@@ -22,7 +25,7 @@ XLA:CPU, not a kmixvae feature: it needs JAX (installed with either
 backend) and no Keras backend.
 
 ```
-python apps/xla_cpu_kernel_gradient.py [--views 384,512,768] [--calls 30] [--json OUT]
+python apps/xla_cpu_kernel_gradient.py [--views 384,512,768] [--chunk-rows 512] [--calls 30] [--json OUT]
 ```
 """
 
@@ -57,10 +60,18 @@ def scale_shift_relu(x, scale, shift):
     return jnp.maximum(x * scale + shift, 0.0)
 
 
-def programs() -> dict:
+def chunked_name(chunk_rows: int) -> str:
+    return f"input gradient, chunks of <= {chunk_rows} rows"
+
+
+def programs(chunk_rows: int = 512) -> dict:
     """name -> (function, which inputs it takes), every one jitted."""
     import jax
     import jax.numpy as jnp
+
+    from kmixvae.layers.chunked_input_gradient import input_gradient_in_chunks
+
+    chunked = input_gradient_in_chunks(convolution, chunk_rows)
 
     def kernel_gradient(x, kernel, upstream):
         return jax.vjp(lambda k: convolution(x, k), kernel)[1](upstream)[0]
@@ -84,6 +95,10 @@ def programs() -> dict:
             ("x", "kernel", "upstream", "scale", "shift"),
         ),
         "input gradient": (jax.jit(input_gradient), ("x", "kernel", "upstream")),
+        chunked_name(chunk_rows): (
+            jax.jit(lambda x, k, g: jax.vjp(lambda v: chunked(v, k), x)[1](g)[0]),
+            ("x", "kernel", "upstream"),
+        ),
     }
 
 
@@ -118,15 +133,15 @@ def time_call(fn, args, calls: int) -> float:
     return statistics.median(times)
 
 
-def measure(views: list[int], calls: int) -> list[dict]:
+def measure(views: list[int], calls: int, chunk_rows: int = 512) -> list[dict]:
     """Rows of (program, views, ms): every program at the first count, the
-    input gradient at every count."""
-    table = programs()
+    input gradient whole and in chunks at every count."""
+    table = programs(chunk_rows)
     rows = []
     for i, n in enumerate(views):
         data = inputs(n)
         for name, (fn, names) in table.items():
-            if i > 0 and name != "input gradient":
+            if i > 0 and name not in ("input gradient", chunked_name(chunk_rows)):
                 continue
             ms = time_call(fn, [data[k] for k in names], calls)
             rows.append({"program": name, "views": n, "ms": ms})
@@ -154,11 +169,14 @@ def _views(text: str) -> list[int]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--views", type=_views, default=[384, 512, 768])
+    parser.add_argument("--chunk-rows", type=int, default=512, help="kmixvae's MAX_ROWS")
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     if args.calls < 1:
         parser.error("--calls must be at least 1")
+    if args.chunk_rows < 1:
+        parser.error("--chunk-rows must be at least 1")
     from records import json_folder_error, write_record
 
     if json_folder_error(args.json):
@@ -172,7 +190,7 @@ def main(argv=None) -> int:
         print("error: this reproducer needs JAX (pip install jax)", file=sys.stderr)
         return 2
 
-    rows = measure(args.views, args.calls)
+    rows = measure(args.views, args.calls, args.chunk_rows)
     flags = os.environ.get("XLA_FLAGS", "")
     header = (
         f"jax {jax.__version__} on {jax.devices()[0].platform}, XLA_FLAGS={flags!r}, "
@@ -183,7 +201,7 @@ def main(argv=None) -> int:
         from benchmark import machine_info
 
         record = {"jax": jax.__version__, "xla_flags": flags, "machine": machine_info()}
-        record.update(calls=args.calls, rows=rows)
+        record.update(calls=args.calls, chunk_rows=args.chunk_rows, rows=rows)
         return write_record(args.json, record)
     return 0
 

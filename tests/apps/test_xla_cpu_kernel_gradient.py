@@ -18,7 +18,7 @@ def app():
 
 
 def test_programs_compute_the_named_gradients(app):
-    table = app.programs()
+    table = app.programs(chunk_rows=3)
     data = app.inputs(4)
     x, kernel, upstream = data["x"], data["kernel"], data["upstream"]
     y = app.scale_shift_relu(x, data["scale"], data["shift"])
@@ -50,14 +50,23 @@ def test_programs_compute_the_named_gradients(app):
     dx = run("input gradient", "x", "kernel", "upstream")
     assert dx.shape == x.shape
     assert float(np.sum(dx * np.asarray(x))) == pytest.approx(lhs, rel=1e-4)
+    # 4 rows in chunks of <= 3: the same input gradient
+    chunked = run("input gradient, chunks of <= 3 rows", "x", "kernel", "upstream")
+    np.testing.assert_allclose(chunked, dx, rtol=1e-5, atol=1e-5)
 
 
 def test_main_times_every_program_and_the_input_gradient_at_each_count(app, tmp_path):
     out = tmp_path / "xla.json"
-    assert app.main(["--views", "4,8", "--calls", "1", "--json", str(out)]) == 0
+    argv = ["--views", "4,8", "--chunk-rows", "3", "--calls", "1", "--json", str(out)]
+    assert app.main(argv) == 0
     record = json.loads(out.read_text())
     rows = [(r["program"], r["views"]) for r in record["rows"]]
-    assert rows == [(name, 4) for name in app.programs()] + [("input gradient", 8)]
+    chunked = "input gradient, chunks of <= 3 rows"
+    assert rows == [(name, 4) for name in app.programs(3)] + [
+        ("input gradient", 8),
+        (chunked, 8),
+    ]
+    assert record["chunk_rows"] == 3
     assert all(r["ms"] > 0 for r in record["rows"])
     assert "xla_flags" in record and record["calls"] == 1
 
@@ -68,6 +77,7 @@ def test_main_times_every_program_and_the_input_gradient_at_each_count(app, tmp_
         (["--views", "0"], "counts must be at least 1"),
         (["--views", "a,b"], "not a comma-separated list of counts"),
         (["--calls", "0"], "--calls must be at least 1"),
+        (["--chunk-rows", "0"], "--chunk-rows must be at least 1"),
     ],
 )
 def test_bad_counts_are_usage_errors(app, capsys, argv, message):
