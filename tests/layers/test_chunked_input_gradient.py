@@ -107,3 +107,32 @@ def test_a_model_saved_with_it_loads_into_plain_conv2ds_and_back(tmp_path):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(revived(X)), keras.ops.convert_to_numpy(model(X)), atol=1e-6
     )
+
+
+@pytest.mark.skipif(not JAX, reason="the chunked input gradient is JAX's (jax.custom_vjp)")
+def test_mixed_precision_chunks_in_the_compute_dtype():
+    """Under mixed_float16 the kernel is read in float16, as Conv2D's: same output and
+    input gradient as Conv2D's to float16 precision."""
+    import jax
+
+    layers = []
+    for chunk in (True, False):
+        conv = keras.layers.Conv2D(8, 3, strides=2, padding="same", dtype="mixed_float16")
+        if chunk:
+            chunk_input_gradient(conv, max_rows=4)
+        conv.build(X.shape)
+        layers.append(conv)
+    layers[1].set_weights(layers[0].get_weights())
+
+    def output_and_input_gradient(layer):
+        def total(x):
+            y = layer(x)  # the layer's __call__: inputs cast, the kernel read in float16
+            return keras.ops.sum(keras.ops.cast(y, "float32") * UPSTREAM), y
+
+        (value, y), dx = jax.value_and_grad(total, has_aux=True)(X)
+        return y, dx
+
+    (y_chunked, dx_chunked), (y_plain, dx_plain) = map(output_and_input_gradient, layers)
+    assert y_chunked.dtype == y_plain.dtype == "float16"
+    np.testing.assert_allclose(np.asarray(y_chunked), np.asarray(y_plain), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(dx_chunked), np.asarray(dx_plain), rtol=1e-3, atol=1e-2)
