@@ -42,6 +42,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "apps"))
 
+# Importing kmixvae sets its XLA:CPU flags (as a run has them) before JAX starts.
+from kmixvae.layers.chunked_input_gradient import (  # noqa: E402
+    MAX_ROWS,
+    input_gradient_in_chunks,
+)
+
 HEIGHT, WIDTH, IN_CHANNELS, OUT_CHANNELS = 14, 14, 32, 64
 
 
@@ -64,12 +70,10 @@ def chunked_name(chunk_rows: int) -> str:
     return f"input gradient, chunks of <= {chunk_rows} rows"
 
 
-def programs(chunk_rows: int = 512) -> dict:
+def programs(chunk_rows: int = MAX_ROWS) -> dict:
     """name -> (function, which inputs it takes), every one jitted."""
     import jax
     import jax.numpy as jnp
-
-    from kmixvae.layers.chunked_input_gradient import input_gradient_in_chunks
 
     chunked = input_gradient_in_chunks(convolution, chunk_rows)
 
@@ -80,8 +84,11 @@ def programs(chunk_rows: int = 512) -> dict:
         y = scale_shift_relu(x, scale, shift)
         return jax.vjp(lambda k: convolution(y, k), kernel)[1](upstream)[0]
 
-    def input_gradient(x, kernel, upstream):
-        return jax.vjp(lambda v: convolution(v, kernel), x)[1](upstream)[0]
+    def input_gradient_of(conv):
+        def input_gradient(x, kernel, upstream):
+            return jax.vjp(lambda v: conv(v, kernel), x)[1](upstream)[0]
+
+        return input_gradient
 
     return {
         "transpose": (jax.jit(lambda x: jnp.transpose(x, (3, 1, 2, 0))), ("x",)),
@@ -94,9 +101,9 @@ def programs(chunk_rows: int = 512) -> dict:
             jax.jit(kernel_gradient_fused),
             ("x", "kernel", "upstream", "scale", "shift"),
         ),
-        "input gradient": (jax.jit(input_gradient), ("x", "kernel", "upstream")),
+        "input gradient": (jax.jit(input_gradient_of(convolution)), ("x", "kernel", "upstream")),
         chunked_name(chunk_rows): (
-            jax.jit(lambda x, k, g: jax.vjp(lambda v: chunked(v, k), x)[1](g)[0]),
+            jax.jit(input_gradient_of(chunked)),
             ("x", "kernel", "upstream"),
         ),
     }
@@ -133,7 +140,7 @@ def time_call(fn, args, calls: int) -> float:
     return statistics.median(times)
 
 
-def measure(views: list[int], calls: int, chunk_rows: int = 512) -> list[dict]:
+def measure(views: list[int], calls: int, chunk_rows: int = MAX_ROWS) -> list[dict]:
     """Rows of (program, views, ms): every program at the first count, the
     input gradient whole and in chunks at every count."""
     table = programs(chunk_rows)
@@ -169,7 +176,7 @@ def _views(text: str) -> list[int]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--views", type=_views, default=[384, 512, 768])
-    parser.add_argument("--chunk-rows", type=int, default=512, help="kmixvae's MAX_ROWS")
+    parser.add_argument("--chunk-rows", type=int, default=MAX_ROWS, help="kmixvae's MAX_ROWS")
     parser.add_argument("--calls", type=int, default=30)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -181,8 +188,6 @@ def main(argv=None) -> int:
 
     if json_folder_error(args.json):
         return 2
-
-    import kmixvae  # noqa: F401  (its XLA:CPU flags, as a run has them)
 
     try:
         import jax

@@ -20,12 +20,12 @@ X = RNG.normal(size=(10, 14, 14, 3)).astype("float32")
 UPSTREAM = RNG.normal(size=(10, 7, 7, 8)).astype("float32")
 
 
-def pair(max_rows=4):
+def pair(max_rows=4, dtype=None):
     """A chunked layer and a keras Conv2D with the same weights (3x3, stride 2, 'same')."""
     chunked = chunk_input_gradient(
-        keras.layers.Conv2D(8, 3, strides=2, padding="same"), max_rows=max_rows
+        keras.layers.Conv2D(8, 3, strides=2, padding="same", dtype=dtype), max_rows=max_rows
     )
-    plain = keras.layers.Conv2D(8, 3, strides=2, padding="same")
+    plain = keras.layers.Conv2D(8, 3, strides=2, padding="same", dtype=dtype)
     chunked.build(X.shape)
     plain.build(X.shape)
     plain.set_weights(chunked.get_weights())
@@ -115,14 +115,7 @@ def test_mixed_precision_chunks_in_the_compute_dtype():
     input gradient as Conv2D's to float16 precision."""
     import jax
 
-    layers = []
-    for chunk in (True, False):
-        conv = keras.layers.Conv2D(8, 3, strides=2, padding="same", dtype="mixed_float16")
-        if chunk:
-            chunk_input_gradient(conv, max_rows=4)
-        conv.build(X.shape)
-        layers.append(conv)
-    layers[1].set_weights(layers[0].get_weights())
+    layers = pair(max_rows=4, dtype="mixed_float16")
 
     def output_and_input_gradient(layer):
         def total(x):
