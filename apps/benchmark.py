@@ -806,8 +806,11 @@ def main(argv=None) -> int:
     )
     if args.json:
         result = {"machine": machine, "records": records, "derived": derived, "failed": failed}
+        from records import write_record
+
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        if write_record(args.json, result):
+            return 2
         print(f"wrote {args.json}")
     return 1 if failed else 0
 
